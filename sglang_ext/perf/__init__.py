@@ -1,0 +1,1 @@
+"""Measurement helpers: result records, timing, load generation."""
