@@ -1,0 +1,80 @@
+"""Attention over a KV cache: torch SDPA everywhere, flashinfer on CUDA when installed.
+
+Both backends take the cache in flashinfer's ``NHD`` layout (``[L, Hkv, d]``) and the
+query chunk ``[T, H, d]`` whose first token sits at position ``start``; the chunk attends
+to cache rows ``0 .. start + T - 1`` (all earlier chunks plus itself, causal within it).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["ATTENTION_BACKENDS", "resolve_backend", "attend", "sdpa_attend", "flashinfer_attend"]
+
+logger = logging.getLogger(__name__)
+ATTENTION_BACKENDS = ("auto", "sdpa", "flashinfer")
+
+
+def _flashinfer_available() -> bool:
+    return importlib.util.find_spec("flashinfer") is not None
+
+
+def resolve_backend(name: str, device: torch.device | str) -> str:
+    """``auto`` picks flashinfer on CUDA when it is installed, SDPA otherwise."""
+    device = torch.device(device)
+    if name not in ATTENTION_BACKENDS:
+        raise ValueError(f"attention backend {name!r} unknown; choose one of {ATTENTION_BACKENDS}")
+    if name == "auto":
+        name = "flashinfer" if device.type == "cuda" and _flashinfer_available() else "sdpa"
+    if name == "flashinfer":
+        if device.type != "cuda":
+            raise ValueError("--attention-backend flashinfer needs --device cuda; use sdpa on CPU")
+        if not _flashinfer_available():
+            raise ValueError(
+                "--attention-backend flashinfer asked but flashinfer is not installed; "
+                "install flashinfer-python (sglang[srt] brings it) or use --attention-backend sdpa"
+            )
+    return name
+
+
+def sdpa_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -> torch.Tensor:
+    """q: [T, H, d]; k, v: [L, Hkv, d] with L == start + T. Returns [T, H, d]."""
+    T, L = q.shape[0], k.shape[0]
+    assert L == start + T, (L, start, T)
+    qh, kh, vh = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # [H, T|L, d]
+    rep = qh.shape[0] // kh.shape[0]
+    if rep > 1:  # GQA: repeat each kv head for its query group (HF repeat_kv order)
+        kh = kh.repeat_interleave(rep, dim=0)
+        vh = vh.repeat_interleave(rep, dim=0)
+    if start == 0:
+        out = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True)
+    elif T == 1:
+        out = F.scaled_dot_product_attention(qh, kh, vh)
+    else:  # query i (position start+i) sees keys 0..start+i
+        pos_q = torch.arange(start, L, device=q.device)[:, None]
+        mask = torch.arange(L, device=q.device)[None, :] <= pos_q  # [T, L]
+        out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask)
+    return out.transpose(0, 1)
+
+
+def flashinfer_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -> torch.Tensor:
+    """Same contract as :func:`sdpa_attend`, through flashinfer's single-request kernels.
+
+    flashinfer aligns a causal mask bottom-right when ``qo_len < kv_len``, which is exactly
+    "chunk attends to all earlier chunks, causal within itself".
+    """
+    import flashinfer
+
+    if q.shape[0] == 1 and start > 0:
+        return flashinfer.single_decode_with_kv_cache(q[0], k, v, kv_layout="NHD")[None]
+    return flashinfer.single_prefill_with_kv_cache(q, k, v, causal=True, kv_layout="NHD")
+
+
+def attend(backend: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -> torch.Tensor:
+    if backend == "flashinfer":
+        return flashinfer_attend(q, k, v, start)
+    return sdpa_attend(q, k, v, start)

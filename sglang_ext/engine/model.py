@@ -1,0 +1,316 @@
+"""A small Qwen3 / Qwen3-MoE decoder in plain torch, with a per-layer KV cache.
+
+Weight names follow the HF checkpoints (``model.layers.{i}.self_attn.q_proj.weight`` ...),
+so a ``*.safetensors`` checkpoint loads with ``load_state_dict``.  Semantics follow HF
+transformers 4.52: per-head RMSNorm on q and k before RoPE, ``rotate_half`` RoPE with
+``rope_theta``, GQA, optional tied embeddings, and MoE layers chosen by
+``decoder_sparse_step`` / ``mlp_only_layers`` with softmax -> top-k routing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from sglang_ext.engine.attention import attend
+
+__all__ = ["ModelArgs", "DUMMY_PRESETS", "KVCache", "Qwen3ForCausalLM", "load_model", "rope_cos_sin"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True, slots=True)
+class ModelArgs:
+    """The HF config fields this decoder uses."""
+
+    vocab_size: int
+    hidden_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    intermediate_size: int
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 1_000_000.0
+    tie_word_embeddings: bool = False
+    attention_bias: bool = False
+    num_experts: int = 0
+    num_experts_per_tok: int = 1
+    moe_intermediate_size: int = 0
+    norm_topk_prob: bool = False
+    decoder_sparse_step: int = 1
+    mlp_only_layers: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(
+                f"num_attention_heads={self.num_attention_heads} is not a multiple of "
+                f"num_key_value_heads={self.num_key_value_heads}"
+            )
+        if self.num_experts and not 1 <= self.num_experts_per_tok <= self.num_experts:
+            raise ValueError(f"num_experts_per_tok={self.num_experts_per_tok} not in 1..{self.num_experts}")
+
+    def is_moe_layer(self, i: int) -> bool:
+        """HF Qwen3MoeDecoderLayer's rule."""
+        return (
+            i not in self.mlp_only_layers
+            and self.num_experts > 0
+            and (i + 1) % self.decoder_sparse_step == 0
+        )
+
+    @classmethod
+    def from_hf_config(cls, cfg: dict[str, Any]) -> ModelArgs:
+        mt = cfg.get("model_type")
+        if mt not in ("qwen3", "qwen3_moe"):
+            raise ValueError(f"model_type {mt!r} unsupported; this engine runs qwen3 and qwen3_moe")
+        rs = cfg.get("rope_scaling")
+        if rs and rs.get("rope_type", rs.get("type")) not in (None, "default"):
+            raise ValueError(f"rope_scaling {rs} unsupported; only default RoPE is implemented")
+        if cfg.get("use_sliding_window"):
+            raise ValueError("use_sliding_window=True unsupported; this engine does full attention")
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in cfg.items() if k in names and v is not None}
+        kw.setdefault("head_dim", cfg["hidden_size"] // cfg["num_attention_heads"])
+        kw["mlp_only_layers"] = tuple(cfg.get("mlp_only_layers") or ())
+        if mt == "qwen3":
+            kw["num_experts"] = 0
+        return cls(**kw)
+
+
+# Qwen3-30B-A3B shapes with the experts pruned to one (random weights, for timing).
+DUMMY_PRESETS: dict[str, dict[str, Any]] = {
+    "qwen3-30b-a3b-1e": dict(
+        vocab_size=151936, hidden_size=2048, num_hidden_layers=48, num_attention_heads=32,
+        num_key_value_heads=4, head_dim=128, intermediate_size=6144, moe_intermediate_size=768,
+        num_experts=1, num_experts_per_tok=1, rms_norm_eps=1e-6, rope_theta=1_000_000.0,
+    ),
+    # A CPU-sized shape for the benchmark on small machines.
+    "tiny-moe-1e": dict(
+        vocab_size=4096, hidden_size=256, num_hidden_layers=8, num_attention_heads=8,
+        num_key_value_heads=2, head_dim=32, intermediate_size=512, moe_intermediate_size=512,
+        num_experts=1, num_experts_per_tok=1,
+    ),
+}
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
+def rope_cos_sin(args: ModelArgs, positions: torch.Tensor, dtype: torch.dtype):
+    """positions: [T] -> cos, sin: [T, d] (HF default RoPE, computed in float32)."""
+    d = args.head_dim
+    inv = 1.0 / (args.rope_theta ** (torch.arange(0, d, 2, dtype=torch.int64, device=positions.device).float() / d))
+    freqs = positions.float()[:, None] * inv[None, :]
+    emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((-x2, x1), dim=-1)
+
+
+@dataclass(slots=True)
+class KVCache:
+    """One layer's cache, flashinfer NHD layout. k, v: [max_len, Hkv, d]."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+
+
+class Attention(nn.Module):
+    def __init__(self, a: ModelArgs) -> None:
+        super().__init__()
+        H, Hkv, d, D, b = a.num_attention_heads, a.num_key_value_heads, a.head_dim, a.hidden_size, a.attention_bias
+        self.H, self.Hkv, self.d = H, Hkv, d
+        self.q_proj = nn.Linear(D, H * d, bias=b)
+        self.k_proj = nn.Linear(D, Hkv * d, bias=b)
+        self.v_proj = nn.Linear(D, Hkv * d, bias=b)
+        self.o_proj = nn.Linear(H * d, D, bias=b)
+        self.q_norm = RMSNorm(d, a.rms_norm_eps)
+        self.k_norm = RMSNorm(d, a.rms_norm_eps)
+
+    def forward(self, x, cos, sin, cache: KVCache, start: int, backend: str) -> torch.Tensor:
+        T = x.shape[0]  # x: [T, D]
+        q = self.q_norm(self.q_proj(x).view(T, self.H, self.d))  # [T, H, d]
+        k = self.k_norm(self.k_proj(x).view(T, self.Hkv, self.d))  # [T, Hkv, d]
+        v = self.v_proj(x).view(T, self.Hkv, self.d)
+        c, s = cos[:, None, :], sin[:, None, :]
+        q = q * c + _rotate_half(q) * s
+        k = k * c + _rotate_half(k) * s
+        cache.k[start : start + T] = k
+        cache.v[start : start + T] = v
+        end = start + T
+        o = attend(backend, q, cache.k[:end], cache.v[:end], start)  # [T, H, d]
+        return self.o_proj(o.reshape(T, self.H * self.d))
+
+
+class MLP(nn.Module):
+    def __init__(self, D: int, inter: int) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(D, inter, bias=False)
+        self.up_proj = nn.Linear(D, inter, bias=False)
+        self.down_proj = nn.Linear(inter, D, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class SparseMoE(nn.Module):
+    """HF Qwen3MoeSparseMoeBlock: softmax over experts, top-k, optional renormalisation."""
+
+    def __init__(self, a: ModelArgs) -> None:
+        super().__init__()
+        self.top_k, self.norm_topk_prob = a.num_experts_per_tok, a.norm_topk_prob
+        self.gate = nn.Linear(a.hidden_size, a.num_experts, bias=False)
+        self.experts = nn.ModuleList(MLP(a.hidden_size, a.moe_intermediate_size) for _ in range(a.num_experts))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [T, D]
+        if len(self.experts) == 1:  # softmax over one logit is exactly 1: the expert alone
+            return self.experts[0](x)
+        w = F.softmax(self.gate(x), dim=-1, dtype=torch.float)
+        w, idx = torch.topk(w, self.top_k, dim=-1)  # [T, k]
+        if self.norm_topk_prob:
+            w = w / w.sum(-1, keepdim=True)
+        w = w.to(x.dtype)
+        out = torch.zeros_like(x)
+        for e, expert in enumerate(self.experts):
+            tok, slot = torch.where(idx == e)
+            if tok.numel():
+                out.index_add_(0, tok, expert(x[tok]) * w[tok, slot, None])
+        return out
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, a: ModelArgs, i: int) -> None:
+        super().__init__()
+        self.self_attn = Attention(a)
+        self.mlp = SparseMoE(a) if a.is_moe_layer(i) else MLP(a.hidden_size, a.intermediate_size)
+        self.input_layernorm = RMSNorm(a.hidden_size, a.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(a.hidden_size, a.rms_norm_eps)
+
+    def forward(self, x, cos, sin, cache: KVCache, start: int, backend: str) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, start, backend)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class _Body(nn.Module):
+    def __init__(self, a: ModelArgs) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(a.vocab_size, a.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(a, i) for i in range(a.num_hidden_layers))
+        self.norm = RMSNorm(a.hidden_size, a.rms_norm_eps)
+
+
+class Qwen3ForCausalLM(nn.Module):
+    """Batch-1 decoder; callers run any contiguous slice of layers on a chunk."""
+
+    def __init__(self, a: ModelArgs) -> None:
+        super().__init__()
+        self.args = a
+        self.model = _Body(a)
+        self.lm_head = nn.Linear(a.hidden_size, a.vocab_size, bias=False)
+        if a.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    def new_cache(self, max_len: int) -> list[KVCache]:
+        a, p = self.args, self.lm_head.weight
+        shape = (max_len, a.num_key_value_heads, a.head_dim)
+        return [
+            KVCache(torch.zeros(shape, dtype=p.dtype, device=p.device), torch.zeros(shape, dtype=p.dtype, device=p.device))
+            for _ in range(a.num_hidden_layers)
+        ]
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.model.embed_tokens(ids)  # [T] -> [T, D]
+
+    def run_layers(self, x, layers: range, caches: list[KVCache], start: int, backend: str) -> torch.Tensor:
+        """Run ``layers`` on x: [T, D] whose first token is at position ``start``."""
+        pos = torch.arange(start, start + x.shape[0], device=x.device)
+        cos, sin = rope_cos_sin(self.args, pos, x.dtype)
+        for i in layers:
+            x = self.model.layers[i](x, cos, sin, caches[i], start, backend)
+        return x
+
+    def logits(self, h: torch.Tensor) -> torch.Tensor:
+        return self.lm_head(self.model.norm(h))  # [T, D] -> [T, V]
+
+
+def _checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        raise ValueError(f"no *.safetensors under {path}; save the model with save_pretrained(safe_serialization=True)")
+    state: dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(load_file(str(f)))
+    return state
+
+
+def load_model(
+    model_path: str | None, *, dummy_preset: str | None = None, num_layers: int | None = None,
+    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0,
+) -> Qwen3ForCausalLM:
+    """Load an HF checkpoint, or build a preset shape with random weights (same on every rank)."""
+    if (model_path is None) == (dummy_preset is None):
+        raise ValueError("give exactly one of --model-path and --dummy-preset")
+    if model_path is not None:
+        path = Path(model_path)
+        cfg_file = path / "config.json"
+        if not cfg_file.is_file():
+            raise ValueError(f"{cfg_file} not found; --model-path must be an HF checkpoint folder")
+        args = ModelArgs.from_hf_config(json.loads(cfg_file.read_text()))
+    else:
+        if dummy_preset not in DUMMY_PRESETS:
+            raise ValueError(f"--dummy-preset {dummy_preset!r} unknown; choose one of {sorted(DUMMY_PRESETS)}")
+        args = ModelArgs(**DUMMY_PRESETS[dummy_preset])
+    if num_layers is not None:
+        if not 1 <= num_layers <= args.num_hidden_layers:
+            raise ValueError(f"--num-layers {num_layers} not in 1..{args.num_hidden_layers}")
+        args.num_hidden_layers = num_layers
+    with torch.device("meta"):
+        model = Qwen3ForCausalLM(args)
+    model = model.to_empty(device=device).to(dtype)
+    if args.tie_word_embeddings:
+        model.lm_head.weight = model.model.embed_tokens.weight
+    if model_path is not None:
+        state = _checkpoint_state(Path(model_path))
+        if args.tie_word_embeddings:
+            state.pop("lm_head.weight", None)
+        state = {k: v for k, v in state.items() if not _beyond(k, args.num_hidden_layers)}
+        res = model.load_state_dict(state, strict=False)
+        missing = [k for k in res.missing_keys if not (args.tie_word_embeddings and k == "lm_head.weight")]
+        if missing or res.unexpected_keys:
+            raise ValueError(f"checkpoint {model_path} does not match: missing {missing[:8]}, unexpected {res.unexpected_keys[:8]}")
+    else:
+        g = torch.Generator(device=device).manual_seed(seed)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("norm.weight"):
+                    p.fill_(1.0)
+                else:
+                    p.normal_(0.0, 0.02, generator=g)
+    return model.eval().requires_grad_(False)
+
+
+def _beyond(key: str, n_layers: int) -> bool:
+    parts = key.split(".")
+    return len(parts) > 2 and parts[1] == "layers" and int(parts[2]) >= n_layers
