@@ -1,0 +1,90 @@
+"""Parallel degrees of the SP+PP engine and the process groups built from them.
+
+The sequence is cut into chunks (sequence parallelism in time, not in ranks), so the only
+rank dimension is the pipeline: ``pp == world_size``.  Two groups span the same ranks:
+``pipeline`` carries stage-to-stage activations, ``kv_sync`` carries the KV-cache exchange,
+so that the two never interleave on one communicator.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+__all__ = ["ParallelDims", "EngineGroups", "init_distributed", "build_engine_groups"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(kw_only=True, slots=True)
+class ParallelDims:
+    """Degrees; their product must be the world size."""
+
+    pp: int
+    """pipeline stages (one per rank)"""
+    tp: int = 1
+    """tensor parallel degree (1: not supported by this engine yet)"""
+    world_size: int
+
+    def __post_init__(self) -> None:
+        if min(self.pp, self.tp, self.world_size) < 1:
+            raise ValueError(f"degrees must be >= 1: pp={self.pp}, tp={self.tp}, world_size={self.world_size}")
+        if self.pp * self.tp != self.world_size:
+            raise ValueError(f"Invalid parallel dims: pp({self.pp}) * tp({self.tp}) != WORLD_SIZE({self.world_size})")
+        if self.tp != 1:
+            raise ValueError(f"tp={self.tp}: the SP+PP engine runs tp=1; use sglang --tp-size for TP")
+
+
+@dataclass(kw_only=True, slots=True)
+class EngineGroups:
+    """The engine's groups; ranks within them equal the stage index."""
+
+    pipeline: dist.ProcessGroup
+    kv_sync: dist.ProcessGroup
+    backend: str
+
+
+def init_distributed(device: str, timeout_s: float) -> tuple[int, int, torch.device]:
+    """Join the torchrun-style rendezvous (env://); gloo on CPU, NCCL on CUDA.
+
+    A single process with no ``RANK`` in the environment becomes a world of one.
+    Returns (rank, world_size, device).
+    """
+    if "RANK" not in os.environ:
+        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    backend = "nccl" if device == "cuda" else "gloo"
+    dev = torch.device("cpu")
+    if device == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError("--device cuda but torch sees no CUDA device; use --device cpu")
+        dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(dev)
+    if not dist.is_initialized():
+        kw = {"device_id": dev} if device == "cuda" else {}
+        dist.init_process_group(backend, timeout=_dt.timedelta(seconds=timeout_s), **kw)
+    return dist.get_rank(), dist.get_world_size(), dev
+
+
+def build_engine_groups(timeout_s: float) -> EngineGroups:
+    """Two groups over all ranks (a collective call: every rank must make it)."""
+    backend = dist.get_backend()
+    timeout = _dt.timedelta(seconds=timeout_s)
+    ranks = list(range(dist.get_world_size()))
+    pipeline = dist.new_group(ranks, timeout=timeout, backend=backend)
+    kv_sync = dist.new_group(ranks, timeout=timeout, backend=backend)
+    return EngineGroups(pipeline=pipeline, kv_sync=kv_sync, backend=backend)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,5 @@
+import sys
+
+from sglang_ext.engine.cli import main
+
+sys.exit(main())
