@@ -132,10 +132,10 @@ def _launch_splitk(x, w13, w2, out, cfg: MlpLaunchConfig, precision: str) -> Non
     grid = (m_blocks * i_blocks * k_splits,)
     fused_mlp_splitk_kernel[grid](
         x, w13, w2, out, gu_ws, out_ws, cnt,
-        m, hidden, inter, k_per_split,
+        m, hidden, inter, k_per_split, k_splits, i_blocks,
         x.stride(0), w13.stride(0), w2.stride(0), out.stride(0),
         BLOCK_M=cfg.block_m, BLOCK_I=cfg.block_i, BLOCK_K=cfg.block_k, BLOCK_N=cfg.block_n,
-        K_SPLITS=k_splits, I_BLOCKS=i_blocks, DOT_PRECISION=precision,
+        USE_GU_WS=k_splits > 1, USE_OUT_WS=i_blocks > 1, DOT_PRECISION=precision,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
 

@@ -28,8 +28,8 @@ __all__ = ["fused_mlp_splitk_kernel", "gemm1_swiglu_kernel", "gemm2_kernel"]
 @triton.jit
 def _down_proj(
     h, w2_ptr, out_ptr, out_ws_ptr, done_ptr, offs_m, mask_m, offs_i, mask_i,
-    H, stride_w2, stride_om,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, I_BLOCKS: tl.constexpr,
+    H, stride_w2, stride_om, I_BLOCKS,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, USE_OUT_WS: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
     # h: [BLOCK_M, BLOCK_I] fp32 -> out[offs_m, :] (+)= h @ w2[:, offs_i]^T
@@ -43,13 +43,13 @@ def _down_proj(
         )  # [BLOCK_I, BLOCK_N]
         o = tl.dot(hq, w, input_precision=DOT_PRECISION)  # [BLOCK_M, BLOCK_N] fp32
         omask = mask_m[:, None] & mask_n[None, :]
-        if I_BLOCKS == 1:
+        if not USE_OUT_WS:
             o_ptrs = out_ptr + offs_m[:, None] * stride_om + offs_n[None, :]
             tl.store(o_ptrs, o.to(out_ptr.dtype.element_ty), mask=omask)
         else:
             ws_ptrs = out_ws_ptr + offs_m[:, None] * H + offs_n[None, :]
             tl.atomic_add(ws_ptrs, o, mask=omask, sem="relaxed")
-    if I_BLOCKS > 1:
+    if USE_OUT_WS:
         # every thread's adds are done before one thread publishes (release) the count
         tl.debug_barrier()
         done = tl.atomic_add(done_ptr, 1, sem="acq_rel")
@@ -68,12 +68,13 @@ def _down_proj(
 @triton.jit
 def fused_mlp_splitk_kernel(
     x_ptr, w13_ptr, w2_ptr, out_ptr, gu_ws_ptr, out_ws_ptr, cnt_ptr,
-    M, H, I, K_PER_SPLIT,
+    M, H, I, K_PER_SPLIT, K_SPLITS, I_BLOCKS,
     stride_xm, stride_w13, stride_w2, stride_om,
     BLOCK_M: tl.constexpr, BLOCK_I: tl.constexpr, BLOCK_K: tl.constexpr,
-    BLOCK_N: tl.constexpr, K_SPLITS: tl.constexpr, I_BLOCKS: tl.constexpr,
+    BLOCK_N: tl.constexpr, USE_GU_WS: tl.constexpr, USE_OUT_WS: tl.constexpr,
     DOT_PRECISION: tl.constexpr,
 ):
+    # USE_GU_WS == (K_SPLITS > 1), USE_OUT_WS == (I_BLOCKS > 1): compile-time branches
     # grid: (cdiv(M, BLOCK_M) * I_BLOCKS * K_SPLITS,), K-split fastest so that the splits of
     # one (M, I) block run side by side.
     pid = tl.program_id(0)
@@ -106,10 +107,11 @@ def fused_mlp_splitk_kernel(
         acc_g = tl.dot(xt, wg, acc_g, input_precision=DOT_PRECISION)
         acc_u = tl.dot(xt, wu, acc_u, input_precision=DOT_PRECISION)
 
-    if K_SPLITS == 1:
+    if not USE_GU_WS:
         h = acc_g * tl.sigmoid(acc_g) * acc_u
         _down_proj(h, w2_ptr, out_ptr, out_ws_ptr, final_cnt_ptr, offs_m, mask_m, offs_i,
-                   mask_i, H, stride_w2, stride_om, BLOCK_M, BLOCK_N, I_BLOCKS, DOT_PRECISION)
+                   mask_i, H, stride_w2, stride_om, I_BLOCKS, BLOCK_M, BLOCK_N, USE_OUT_WS,
+                   DOT_PRECISION)
     else:
         mask_mi = mask_m[:, None] & mask_i[None, :]
         gu_ptrs = gu_ws_ptr + offs_m[:, None] * (2 * I) + offs_i[None, :]
@@ -126,8 +128,8 @@ def fused_mlp_splitk_kernel(
             tl.store(cnt_ptr + pid_mi, 0)
             h = g * tl.sigmoid(g) * u
             _down_proj(h, w2_ptr, out_ptr, out_ws_ptr, final_cnt_ptr, offs_m, mask_m, offs_i,
-                       mask_i, H, stride_w2, stride_om, BLOCK_M, BLOCK_N, I_BLOCKS,
-                       DOT_PRECISION)
+                       mask_i, H, stride_w2, stride_om, I_BLOCKS, BLOCK_M, BLOCK_N,
+                       USE_OUT_WS, DOT_PRECISION)
 
 
 @triton.jit
