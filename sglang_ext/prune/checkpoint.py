@@ -1,0 +1,122 @@
+"""Read-only access to an HF safetensors checkpoint, one tensor at a time.
+
+Tensors are read with ``safetensors.safe_open`` (memory-mapped) per tensor, so nothing loads the
+whole model. Handles both ``model.safetensors`` and sharded ``model-*-of-*.safetensors`` with
+``model.safetensors.index.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+__all__ = ["INDEX_NAME", "SINGLE_NAME", "SourceCheckpoint", "WEIGHT_SUFFIXES"]
+
+INDEX_NAME = "model.safetensors.index.json"
+SINGLE_NAME = "model.safetensors"
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5", ".gguf")
+
+_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+
+
+class SourceCheckpoint:
+    """A checkpoint directory opened read-only. Use as a context manager."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        if not self.root.exists():
+            raise FileNotFoundError(f"source checkpoint {self.root} does not exist: check SRC")
+        if not self.root.is_dir():
+            raise NotADirectoryError(f"source {self.root} is a file; SRC must be a model directory")
+        config_path = self.root / "config.json"
+        if not config_path.is_file():
+            raise ValueError(f"{self.root} has no config.json: SRC must be an HF model directory")
+        self.config: dict[str, Any] = json.loads(config_path.read_text())
+        self.weight_map = self._weight_map()
+        self._stack = ExitStack()
+        self._handles: dict[str, Any] = {}
+
+    def _weight_map(self) -> dict[str, str]:
+        index = self.root / INDEX_NAME
+        if index.is_file():
+            weight_map = json.loads(index.read_text()).get("weight_map")
+            if not isinstance(weight_map, dict) or not weight_map:
+                raise ValueError(f"{index} has no weight_map: the checkpoint index is broken")
+            missing = sorted({f for f in weight_map.values() if not (self.root / f).is_file()})
+            if missing:
+                raise FileNotFoundError(f"{index} lists shards that are missing: {missing}")
+            return dict(weight_map)
+        single = self.root / SINGLE_NAME
+        if single.is_file():
+            with safe_open(str(single), framework="pt") as f:
+                return {name: SINGLE_NAME for name in f.keys()}  # noqa: SIM118
+        if any(self.root.glob("*.bin")):
+            raise ValueError(
+                f"{self.root} holds .bin weights only: convert the checkpoint to safetensors first"
+            )
+        raise FileNotFoundError(f"{self.root} has neither {INDEX_NAME} nor {SINGLE_NAME}")
+
+    def __enter__(self) -> SourceCheckpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._stack.close()
+        self._handles.clear()
+
+    @property
+    def shard_files(self) -> list[str]:
+        return sorted(set(self.weight_map.values()))
+
+    def _handle(self, name: str) -> Any:
+        try:
+            file = self.weight_map[name]
+        except KeyError:
+            raise KeyError(f"tensor {name!r} is not in the checkpoint {self.root}") from None
+        if file not in self._handles:
+            self._handles[file] = self._stack.enter_context(
+                safe_open(str(self.root / file), framework="pt")
+            )
+        return self._handles[file]
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._handle(name).get_slice(name).get_shape())
+
+    def dtype(self, name: str) -> torch.dtype:
+        code = self._handle(name).get_slice(name).get_dtype()
+        if code not in _DTYPES:
+            raise ValueError(f"tensor {name!r} has dtype {code}, which this tool does not handle")
+        return _DTYPES[code]
+
+    def nbytes(self, name: str) -> int:
+        numel = 1
+        for d in self.shape(name):
+            numel *= d
+        return numel * torch.empty((), dtype=self.dtype(name)).element_size()
+
+    def get(self, name: str) -> torch.Tensor:
+        return self._handle(name).get_tensor(name)
+
+    def get_row(self, name: str, row: int) -> torch.Tensor:
+        """``tensor[row:row+1]`` read without loading the rest."""
+        return self._handle(name).get_slice(name)[row : row + 1]

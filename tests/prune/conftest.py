@@ -1,0 +1,74 @@
+"""A tiny random Qwen3-MoE checkpoint (8 experts, several float32 shards) built once per session."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+import torch
+
+TOKENIZER_VOCAB = 512  # ordinary tokens; 26 added tokens follow
+
+
+def tiny_config(**overrides):
+    from transformers import Qwen3MoeConfig
+
+    kw = dict(
+        vocab_size=544,  # >= 512 + 26 tokenizer ids
+        hidden_size=64,
+        intermediate_size=96,
+        moe_intermediate_size=32,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        num_experts=8,
+        num_experts_per_tok=2,
+        norm_topk_prob=False,
+        decoder_sparse_step=1,
+        mlp_only_layers=[1],  # layer 1 is dense and must come through untouched
+        max_position_embeddings=128,
+        tie_word_embeddings=False,
+        torch_dtype="float32",
+    )
+    kw.update(overrides)
+    return Qwen3MoeConfig(**kw)
+
+
+def dir_hashes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_moe_dir(tmp_path_factory) -> Path:
+    from transformers import GenerationConfig, Qwen3MoeForCausalLM
+
+    from sglang_ext.presets.tokenizer import build_tokenizer
+
+    root = tmp_path_factory.mktemp("tiny_qwen3_moe") / "src"
+    torch.manual_seed(0)
+    model = Qwen3MoeForCausalLM(tiny_config()).eval()
+    # Spread the router logits (default init is tiny) so top-k choices are clear-cut.
+    with torch.no_grad():
+        for layer in model.model.layers:
+            if hasattr(layer.mlp, "gate"):
+                layer.mlp.gate.weight.normal_(0.0, 1.0)
+    model.save_pretrained(root, max_shard_size="200KB", safe_serialization=True)
+    GenerationConfig(eos_token_id=TOKENIZER_VOCAB + 2).save_pretrained(root)
+    build_tokenizer(root, vocab_size=TOKENIZER_VOCAB)
+    (root / "README.md").write_text("tiny test model\n")
+    assert len(list(root.glob("model-*.safetensors"))) >= 3, "fixture must be sharded"
+    return root
+
+
+@pytest.fixture
+def src_guard(tiny_moe_dir):
+    """Fails the test if anything under SRC changed."""
+    before = dir_hashes(tiny_moe_dir)
+    yield tiny_moe_dir
+    assert dir_hashes(tiny_moe_dir) == before, "SRC was modified"
