@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from contextlib import ExitStack
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,13 @@ _DTYPES = {
 }
 
 
+def _open(path: Path) -> Any:
+    try:
+        return safe_open(str(path), framework="pt")
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error type
+        raise ValueError(f"cannot read {path}: not a valid safetensors file ({e})") from e
+
+
 class SourceCheckpoint:
     """A checkpoint directory opened read-only. Use as a context manager."""
 
@@ -50,11 +58,12 @@ class SourceCheckpoint:
         if not config_path.is_file():
             raise ValueError(f"{self.root} has no config.json: SRC must be an HF model directory")
         self.config: dict[str, Any] = json.loads(config_path.read_text())
-        self.weight_map = self._weight_map()
         self._stack = ExitStack()
         self._handles: dict[str, Any] = {}
 
-    def _weight_map(self) -> dict[str, str]:
+    @cached_property
+    def weight_map(self) -> dict[str, str]:
+        """Tensor name -> file, read on first use (so config checks come first)."""
         index = self.root / INDEX_NAME
         if index.is_file():
             weight_map = json.loads(index.read_text()).get("weight_map")
@@ -66,8 +75,8 @@ class SourceCheckpoint:
             return dict(weight_map)
         single = self.root / SINGLE_NAME
         if single.is_file():
-            with safe_open(str(single), framework="pt") as f:
-                return {name: SINGLE_NAME for name in f.keys()}  # noqa: SIM118
+            with _open(single) as f:
+                return dict.fromkeys(f.keys(), SINGLE_NAME)
         if any(self.root.glob("*.bin")):
             raise ValueError(
                 f"{self.root} holds .bin weights only: convert the checkpoint to safetensors first"
@@ -94,9 +103,7 @@ class SourceCheckpoint:
         except KeyError:
             raise KeyError(f"tensor {name!r} is not in the checkpoint {self.root}") from None
         if file not in self._handles:
-            self._handles[file] = self._stack.enter_context(
-                safe_open(str(self.root / file), framework="pt")
-            )
+            self._handles[file] = self._stack.enter_context(_open(self.root / file))
         return self._handles[file]
 
     def shape(self, name: str) -> tuple[int, ...]:
