@@ -1,0 +1,87 @@
+"""Tuning of ``fused_swiglu_mlp`` launch configs: candidates, timing, JSON table writing.
+
+Each candidate is timed as a CUDA graph of calls over rotating input sets (so launch cost
+does not hide the kernel), the fastest per (shape, M) goes into the table that
+``fused_mlp_configs.get_config`` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+import triton
+
+from .fused_mlp import fused_swiglu_mlp
+from .fused_mlp_configs import MlpLaunchConfig, shape_key
+from .mlp_timing import make_sets, time_graph
+
+__all__ = ["candidates", "tune_shape", "merge_table"]
+
+logger = logging.getLogger(__name__)
+TUNE_MS = (1, 8, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+_TWO_STAGE = [  # (block_m, block_i, block_k, block_n, num_warps, num_stages)
+    (64, 64, 64, 128, 4, 3), (128, 64, 64, 128, 8, 3), (128, 128, 64, 128, 8, 3),
+    (128, 64, 64, 256, 8, 3), (64, 128, 64, 128, 4, 4), (128, 128, 64, 256, 8, 3),
+]
+
+
+def candidates(m: int, hidden: int, inter: int, num_sms: int) -> list[MlpLaunchConfig]:
+    """splitk variants (block sizes x target program counts) for M <= 1024, two_stage for M >= 256."""
+    out: list[MlpLaunchConfig] = []
+    if m <= 1024:
+        bm = min(64, max(16, triton.next_power_of_2(m)))
+        for bi in (16, 32, 64):
+            if bi > max(16, triton.next_power_of_2(inter)):
+                continue
+            for bk in ((128, 256) if m <= 64 else (64, 128)):
+                tiles = triton.cdiv(m, bm) * triton.cdiv(inter, bi)
+                for progs in (num_sms, 2 * num_sms, 4 * num_sms):
+                    ks = max(1, min(triton.cdiv(hidden, bk), progs // tiles))
+                    out.append(MlpLaunchConfig(path="splitk", block_m=bm, block_i=bi,
+                                               block_k=bk, block_n=128 if bm <= 32 else 64,
+                                               k_splits=ks, num_warps=4, num_stages=3))
+    if m >= 256:
+        for bm, bi, bk, bn, w, s in _TWO_STAGE:
+            out.append(MlpLaunchConfig(path="two_stage", block_m=bm, block_i=bi, block_k=bk,
+                                       block_n=bn, num_warps=w, num_stages=s))
+    return list(dict.fromkeys(out))  # dedupe, keep order
+
+
+def tune_shape(hidden: int, inter: int, ms=TUNE_MS, dtype=torch.bfloat16,
+               rep_ms: float = 15) -> tuple[dict[int, MlpLaunchConfig], list[dict]]:
+    """Best config per M for one shard shape, plus one row per timed candidate."""
+    num_sms = torch.cuda.get_device_properties(0).multi_processor_count
+    best: dict[int, MlpLaunchConfig] = {}
+    rows: list[dict] = []
+    for m in ms:
+        sets = make_sets(m, hidden, inter, dtype, max_sets=16, min_bytes=100 << 20)
+        timed = []
+        for cfg in candidates(m, hidden, inter, num_sms):
+            def call(s, cfg=cfg):
+                fused_swiglu_mlp(s.x, s.w13, s.w2, out=s.out, config=cfg)
+            try:
+                us = time_graph(call, sets, warmup_ms=3, rep_ms=rep_ms)
+            except Exception as e:  # a config the compiler rejects (e.g. shared memory)
+                logger.warning("H=%d I=%d M=%d %s failed: %s", hidden, inter, m, cfg, e)
+                continue
+            timed.append((us, cfg))
+            rows.append({"H": hidden, "I": inter, "M": m, "us": us, **cfg.to_dict()})
+        if timed:
+            us, cfg = min(timed, key=lambda t: t[0])
+            best[m] = cfg
+            logger.info("H=%d I=%d M=%d best %.1f us of %d: %s", hidden, inter, m, us,
+                        len(timed), cfg)
+        del sets
+        torch.cuda.empty_cache()
+    return best, rows
+
+
+def merge_table(path: Path, hidden: int, inter: int, best: dict[int, MlpLaunchConfig]) -> None:
+    """Write ``best`` under its shape key into the JSON table at ``path`` (other keys kept)."""
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    table[shape_key(hidden, inter)] = {str(m): c.to_dict() for m, c in sorted(best.items())}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table, indent=1, sort_keys=True) + "\n")
