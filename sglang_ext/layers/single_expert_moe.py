@@ -132,11 +132,15 @@ class SingleExpertMoE(torch.nn.Module):
         if mode not in SINGLE_EXPERT_MODES:
             raise ValueError(f"mode={mode!r} is not one of {SINGLE_EXPERT_MODES}")
         if world_size < 1 or not 0 <= rank < world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={rank} world_size={world_size}")
+            raise ValueError(
+                f"need 0 <= rank < world_size, got rank={rank} world_size={world_size}"
+            )
         if dp_routing not in DP_ROUTINGS:
             raise ValueError(f"dp_routing={dp_routing!r} is not one of {DP_ROUTINGS}")
         if mode == "tp" and intermediate_size % world_size != 0:
-            divisors = [d for d in range(1, min(intermediate_size, 64) + 1) if intermediate_size % d == 0]
+            divisors = [
+                d for d in range(1, min(intermediate_size, 64) + 1) if intermediate_size % d == 0
+            ]
             raise ValueError(
                 f"single-expert tp mode shards intermediate_size={intermediate_size} over "
                 f"world_size={world_size} ranks, but {intermediate_size} is not divisible by "
@@ -172,8 +176,12 @@ class SingleExpertMoE(torch.nn.Module):
         inter = self.intermediate_size_per_partition
         dtype = params_dtype if params_dtype is not None else torch.get_default_dtype()
         # No device argument: sglang builds models under a ``with torch.device(...)`` context.
-        self.w13_weight = Parameter(torch.empty(2 * inter, hidden_size, dtype=dtype), requires_grad=False)
-        self.w2_weight = Parameter(torch.empty(hidden_size, inter, dtype=dtype), requires_grad=False)
+        self.w13_weight = Parameter(
+            torch.empty(2 * inter, hidden_size, dtype=dtype), requires_grad=False
+        )
+        self.w2_weight = Parameter(
+            torch.empty(hidden_size, inter, dtype=dtype), requires_grad=False
+        )
         for param in (self.w13_weight, self.w2_weight):
             param.weight_loader = self.weight_loader  # what sglang's set_weight_attrs does
 
@@ -198,7 +206,12 @@ class SingleExpertMoE(torch.nn.Module):
                 f"sglang's FusedMoE for models with several experts"
             )
         return [
-            ("experts.w13_" if shard_id != "w2" else "experts.w2_", f"experts.0.{name}.", 0, shard_id)
+            (
+                "experts.w13_" if shard_id != "w2" else "experts.w2_",
+                f"experts.0.{name}.",
+                0,
+                shard_id,
+            )
             for shard_id, name in (
                 ("w1", ckpt_gate_proj_name),
                 ("w2", ckpt_down_proj_name),
@@ -227,7 +240,9 @@ class SingleExpertMoE(torch.nn.Module):
                 f"sglang's FusedMoE/EPMoE for it, not the single-expert layer"
             )
         if shard_id not in _SHARD_IDS:
-            raise ValueError(f"shard_id must be one of {_SHARD_IDS}, got {shard_id!r} ({weight_name!r})")
+            raise ValueError(
+                f"shard_id must be one of {_SHARD_IDS}, got {shard_id!r} ({weight_name!r})"
+            )
         if any(key in weight_name for key in ("scale", "zero", "g_idx", "qweight")):
             raise ValueError(
                 f"{weight_name!r} is a quantization tensor; SingleExpertMoE loads unquantized "
@@ -238,7 +253,11 @@ class SingleExpertMoE(torch.nn.Module):
             name = "w2_weight" if shard_id == "w2" else "w13_weight"
             raise ValueError(f"shard_id={shard_id!r} ({weight_name!r}) must be loaded into {name}")
 
-        H, full_i, inter = self.hidden_size, self.intermediate_size, self.intermediate_size_per_partition
+        H, full_i, inter = (
+            self.hidden_size,
+            self.intermediate_size,
+            self.intermediate_size_per_partition,
+        )
         expected = (H, full_i) if shard_id == "w2" else (full_i, H)
         if tuple(loaded_weight.shape) != expected:
             raise ValueError(
@@ -311,7 +330,12 @@ class SingleExpertMoE(torch.nn.Module):
             self._offset = (self._offset + num_tokens) % self.world_size
         else:
             sel = random_selection(
-                num_tokens, self.world_size, self.rank, seed=self.seed, step=self._step, device=device
+                num_tokens,
+                self.world_size,
+                self.rank,
+                seed=self.seed,
+                step=self._step,
+                device=device,
             )
         self._step += 1
         return sel
@@ -322,15 +346,17 @@ class SingleExpertMoE(torch.nn.Module):
 
     def _mlp(self, x: torch.Tensor) -> torch.Tensor:
         """x: [M, H] -> [M, H] through this rank's (shard of the) expert."""
-        if x.is_cuda and self.use_kernel is not False and x.shape[0] > 0:
+        # use_kernel None: the Triton kernel on CUDA when usable; True: the kernel on any device
+        # fused_mlp.is_available accepts (CPU only under TRITON_INTERPRET=1), else an error.
+        if self.use_kernel is not False and x.shape[0] > 0 and (x.is_cuda or self.use_kernel):
             kernel = _load_kernel(str(x.device))
             if kernel is not None:
                 return kernel(x.contiguous(), self.w13_weight, self.w2_weight)
             if self.use_kernel:
                 raise RuntimeError(
                     f"use_kernel=True but sglang_ext.kernels.fused_mlp is not usable on "
-                    f"{x.device} (missing, or SGLANG_EXT_FUSED_MLP=0): pass use_kernel=None "
-                    f"to fall back to the torch MLP"
+                    f"{x.device} (missing, SGLANG_EXT_FUSED_MLP=0, or CPU without "
+                    f"TRITON_INTERPRET=1): pass use_kernel=None to fall back to the torch MLP"
                 )
         gate_up = F.linear(x, self.w13_weight)  # [M, 2*I_local]
         gate, up = gate_up.split(self.intermediate_size_per_partition, dim=-1)
