@@ -16,7 +16,7 @@ import textwrap
 from pathlib import Path
 
 from .config import PruneConfig
-from .prune import prune
+from .core import prune
 
 _POSITIONAL = ("src", "dst")
 
@@ -26,7 +26,11 @@ def _field_docs(cls: type) -> dict[str, str]:
     body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
     docs = {}
     for a, b in zip(body, body[1:], strict=False):
-        if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr) and isinstance(b.value, ast.Constant):
+        if (
+            isinstance(a, ast.AnnAssign)
+            and isinstance(b, ast.Expr)
+            and isinstance(b.value, ast.Constant)
+        ):
             docs[a.target.id] = " ".join(str(b.value.value).split())
     return docs
 

@@ -133,9 +133,13 @@ def moe_layout(cfg: dict[str, Any]) -> MoELayout:
     if step < 1:
         raise ValueError(f"config.json has decoder_sparse_step={step}; it must be >= 1")
     moe_layers = tuple(
-        i for i in range(num_layers) if i not in mlp_only and num_experts > 0 and (i + 1) % step == 0
+        i
+        for i in range(num_layers)
+        if i not in mlp_only and num_experts > 0 and (i + 1) % step == 0
     )
-    return MoELayout(num_layers=num_layers, num_experts=num_experts, top_k=top_k, moe_layers=moe_layers)
+    return MoELayout(
+        num_layers=num_layers, num_experts=num_experts, top_k=top_k, moe_layers=moe_layers
+    )
 
 
 def single_expert_config(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -150,7 +154,9 @@ def single_expert_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """
     layout = moe_layout(cfg)
     if layout.num_experts == 1:
-        raise ValueError("the checkpoint is already single-expert (num_experts is 1): nothing to do")
+        raise ValueError(
+            "the checkpoint is already single-expert (num_experts is 1): nothing to do"
+        )
     if not layout.moe_layers:
         raise ValueError("config.json has no MoE layer (all in mlp_only_layers?): nothing to prune")
     out = dict(cfg)

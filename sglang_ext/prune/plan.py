@@ -101,7 +101,9 @@ def check_experts(src: SourceCheckpoint, layout: MoELayout, *, mean: bool) -> No
                 raise ValueError("--expert mean needs floating-point expert weights")
 
 
-def build_plan(src: SourceCheckpoint, layout: MoELayout, choice: dict[int, int | None]) -> list[OutTensor]:
+def build_plan(
+    src: SourceCheckpoint, layout: MoELayout, choice: dict[int, int | None]
+) -> list[OutTensor]:
     """The output tensors in source order (shard, then name).
 
     ``choice[layer]`` is the kept expert of each MoE layer, or None to average all of them.
@@ -120,19 +122,27 @@ def build_plan(src: SourceCheckpoint, layout: MoELayout, choice: dict[int, int |
                     f"model.layers.{layer}.mlp.experts.{e}.{suffix}"
                     for e in range(layout.num_experts)
                 )
-                plan.append(OutTensor(name=out_name, op="mean", sources=sources, shape=shape, dtype=dtype))
+                plan.append(
+                    OutTensor(name=out_name, op="mean", sources=sources, shape=shape, dtype=dtype)
+                )
             elif kept == expert:
-                plan.append(OutTensor(name=out_name, op="copy", sources=(name,), shape=shape, dtype=dtype))
+                plan.append(
+                    OutTensor(name=out_name, op="copy", sources=(name,), shape=shape, dtype=dtype)
+                )
         elif (m := _GATE_RE.match(name)) and int(m.group(1)) in choice:
             kept = choice[int(m.group(1))]
             out_shape = (1, *shape[1:])
             if kept is None:  # the router row is irrelevant with one expert; keep the mean row
                 plan.append(
-                    OutTensor(name=name, op="mean_rows", sources=(name,), shape=out_shape, dtype=dtype)
+                    OutTensor(
+                        name=name, op="mean_rows", sources=(name,), shape=out_shape, dtype=dtype
+                    )
                 )
             else:
                 plan.append(
-                    OutTensor(name=name, op="row", sources=(name,), shape=out_shape, dtype=dtype, row=kept)
+                    OutTensor(
+                        name=name, op="row", sources=(name,), shape=out_shape, dtype=dtype, row=kept
+                    )
                 )
         else:
             plan.append(OutTensor(name=name, op="copy", sources=(name,), shape=shape, dtype=dtype))

@@ -45,7 +45,9 @@ def calibration_prompts(cfg: PruneConfig) -> list[str]:
     if cfg.calibration_file is not None:
         if not cfg.calibration_file.is_file():
             raise FileNotFoundError(f"calibration file {cfg.calibration_file} does not exist")
-        prompts += [ln.strip() for ln in cfg.calibration_file.read_text().splitlines() if ln.strip()]
+        prompts += [
+            ln.strip() for ln in cfg.calibration_file.read_text().splitlines() if ln.strip()
+        ]
         if not prompts:
             raise ValueError(f"calibration file {cfg.calibration_file} holds no non-empty line")
     prompts += [p for p in cfg.calibration_prompts if p.strip()]
@@ -59,7 +61,9 @@ def _causal_mask(t: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def count_router_choices(src: SourceCheckpoint, token_ids: list[list[int]]) -> dict[int, torch.Tensor]:
+def count_router_choices(
+    src: SourceCheckpoint, token_ids: list[list[int]]
+) -> dict[int, torch.Tensor]:
     """Per MoE layer, ``counts[e]`` = how many (token, slot) top-k picks went to expert e."""
     from transformers import Qwen3MoeConfig
     from transformers.models.qwen3_moe.modeling_qwen3_moe import (
@@ -83,7 +87,9 @@ def count_router_choices(src: SourceCheckpoint, token_ids: list[list[int]]) -> d
     counts: dict[int, torch.Tensor] = {}
     for i in range(max(layout_moe) + 1):
         prefix = f"model.layers.{i}."
-        state = {n[len(prefix) :]: src.get(n).float() for n in src.weight_map if n.startswith(prefix)}
+        state = {
+            n[len(prefix) :]: src.get(n).float() for n in src.weight_map if n.startswith(prefix)
+        }
         with torch.device("meta"):
             layer = Qwen3MoeDecoderLayer(hf_cfg, i)
         layer.load_state_dict(state, strict=True, assign=True)

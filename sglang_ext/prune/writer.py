@@ -77,7 +77,9 @@ def _verify(path: Path, digests: dict[str, tuple[tuple[int, ...], torch.dtype, s
     with safe_open(str(path), framework="pt") as f:
         keys = set(f.keys())
         if keys != set(digests):
-            raise RuntimeError(f"{path.name} re-read with tensors {sorted(keys ^ set(digests))} wrong")
+            raise RuntimeError(
+                f"{path.name} re-read with tensors {sorted(keys ^ set(digests))} wrong"
+            )
         for name, (shape, dtype, digest) in digests.items():
             x = f.get_tensor(name)
             if tuple(x.shape) != shape or x.dtype != dtype or tensor_digest(x) != digest:

@@ -66,7 +66,9 @@ def test_bad_expert_word():
 def test_not_qwen3_moe(tmp_path):
     src = tmp_path / "llama"
     src.mkdir()
-    (src / "config.json").write_text(json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"]}))
+    (src / "config.json").write_text(
+        json.dumps({"model_type": "llama", "architectures": ["LlamaForCausalLM"]})
+    )
     (src / "model.safetensors").write_bytes(b"")
     _refused(src, tmp_path / "out", "0", ValueError, "not a Qwen3-MoE")
 
@@ -132,5 +134,7 @@ def test_non_finite_source_is_refused(tiny_moe_dir, tmp_path):
 def test_moe_layout_matches_hf(step, mlp_only):
     cfg = tiny_config(num_hidden_layers=6, decoder_sparse_step=step, mlp_only_layers=mlp_only)
     model = Qwen3MoeModel(cfg)
-    hf = tuple(i for i, layer in enumerate(model.layers) if isinstance(layer.mlp, Qwen3MoeSparseMoeBlock))
+    hf = tuple(
+        i for i, layer in enumerate(model.layers) if isinstance(layer.mlp, Qwen3MoeSparseMoeBlock)
+    )
     assert moe_layout(cfg.to_dict()).moe_layers == hf

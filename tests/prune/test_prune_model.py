@@ -40,7 +40,9 @@ def _load(path: Path):
     return model.eval()
 
 
-def _forced_logits(src: Path, choice: dict[int, int | None], input_ids: torch.Tensor) -> torch.Tensor:
+def _forced_logits(
+    src: Path, choice: dict[int, int | None], input_ids: torch.Tensor
+) -> torch.Tensor:
     model = _load(src)
     for i, layer in enumerate(model.model.layers):
         if i not in choice:
@@ -86,8 +88,17 @@ def _check_layout(dst: Path) -> dict:
 def test_index_expert_matches_forced_routing(src_guard, tmp_path):
     dst = tmp_path / "out"
     env = dict(os.environ, PYTHONPATH=str(Path(sglang_ext.__file__).parents[1]))
-    cmd = [sys.executable, "-m", "sglang_ext.prune", str(src_guard), str(dst), "--expert", "3",
-           "--max-shard-size", "150KB"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sglang_ext.prune",
+        str(src_guard),
+        str(dst),
+        "--expert",
+        "3",
+        "--max-shard-size",
+        "150KB",
+    ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     info = _check_layout(dst)
@@ -100,7 +111,9 @@ def test_index_expert_matches_forced_routing(src_guard, tmp_path):
     src_model, dst_model = _load(src_guard), _load(dst)
     for i in MOE_LAYERS:
         got = dst_model.model.layers[i].mlp.gate.weight
-        torch.testing.assert_close(got, src_model.model.layers[i].mlp.gate.weight[3:4], rtol=0, atol=0)
+        torch.testing.assert_close(
+            got, src_model.model.layers[i].mlp.gate.weight[3:4], rtol=0, atol=0
+        )
 
 
 def test_mean_matches_forced_mean_expert(src_guard, tmp_path):
@@ -116,8 +129,18 @@ def test_mean_matches_forced_mean_expert(src_guard, tmp_path):
 def test_most_used_matches_direct_router_count(src_guard, tmp_path):
     prompts = ["the expert router picks a token", "hello world, explain the batch size", "12345 !?"]
     dst = tmp_path / "out"
-    rc = main([str(src_guard), str(dst), "--expert", "most-used", "--max-shard-size", "150KB",
-               "--calibration-prompts", *prompts])
+    rc = main(
+        [
+            str(src_guard),
+            str(dst),
+            "--expert",
+            "most-used",
+            "--max-shard-size",
+            "150KB",
+            "--calibration-prompts",
+            *prompts,
+        ]
+    )
     assert rc == 0
     info = _check_layout(dst)
 

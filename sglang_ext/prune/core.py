@@ -17,8 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import INDEX_NAME, WEIGHT_SUFFIXES, SourceCheckpoint
-from .config import EXPERT_MEAN, EXPERT_MOST_USED, PruneConfig, moe_layout, parse_size
-from .config import single_expert_config
+from .config import (
+    EXPERT_MEAN,
+    EXPERT_MOST_USED,
+    PruneConfig,
+    moe_layout,
+    parse_size,
+    single_expert_config,
+)
 from .plan import build_plan, check_experts
 from .select import choose_experts
 from .writer import write_checkpoint
@@ -57,7 +63,8 @@ def _extra_files(src_root: Path) -> list[Path]:
     return [
         p
         for p in sorted(src_root.iterdir())
-        if p.name not in _SKIP_NAMES and not p.name.endswith(WEIGHT_SUFFIXES)
+        if p.name not in _SKIP_NAMES
+        and not p.name.endswith(WEIGHT_SUFFIXES)
         and not p.name.endswith(".index.json")
     ]
 
@@ -97,7 +104,9 @@ def prune(cfg: PruneConfig) -> Path:
         dst.parent.mkdir(parents=True, exist_ok=True)
         free = shutil.disk_usage(dst.parent).free
         if need > free:
-            raise OSError(f"DST needs about {need / 1e9:.2f} GB but {dst.parent} has {free / 1e9:.2f} GB free")
+            raise OSError(
+                f"DST needs about {need / 1e9:.2f} GB but {dst.parent} has {free / 1e9:.2f} GB free"
+            )
 
         tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.partial-", dir=dst.parent))
         try:
