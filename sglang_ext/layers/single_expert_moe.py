@@ -19,9 +19,15 @@ all-reduce (sglang ``Qwen3MoeSparseMoeBlock``) works unchanged, or pass
 Assumptions in dp mode: every rank of ``group`` calls ``forward`` the same number of times
 with the same hidden states (as under TP; not true under dp-attention, where ranks hold
 different tokens). Routing needs no communication because every rank computes the same
-assignment. Under CUDA graph capture the layer uses the static round-robin assignment with
-offset 0 (captured graphs cannot re-route per replay) and ``tokens_computed`` counts only
-eager calls.
+assignment. Layers built with the same ``seed`` draw the same assignment at the same step;
+pass e.g. ``seed=layer_id`` to decorrelate the layers' loads under ``random``. Under CUDA
+graph capture the layer uses the static round-robin assignment with offset 0 (a captured graph
+cannot re-route per replay) and ``tokens_computed`` counts only eager calls.
+
+Compute: plain torch (``F.linear``, ``silu(gate) * up``, ``F.linear``) on CPU; on CUDA the
+Triton ``sglang_ext.kernels.fused_mlp.fused_swiglu_mlp`` when it imports and
+``is_available(device)`` (``SGLANG_EXT_FUSED_MLP=0`` turns it off), else torch, logged at debug.
+``use_kernel=False`` forces torch; ``use_kernel=True`` demands the kernel (an error if unusable).
 """
 
 from __future__ import annotations
@@ -189,6 +195,7 @@ class SingleExpertMoE(torch.nn.Module):
         self.last_selection: ReplicaSelection | None = None  # dp: tokens of the last call
         self._step = 0  # dp/random: forward calls so far
         self._offset = 0  # dp/round_robin: tokens routed so far, mod world_size
+        self._warned_capture = False
 
     # ------------------------------------------------------------------ weights
     @classmethod
@@ -322,8 +329,9 @@ class SingleExpertMoE(torch.nn.Module):
         if self.world_size == 1:
             return full_selection(num_tokens)
         if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-            if self.dp_routing == "random":
-                logger.debug("CUDA graph capture: dp routing is static round-robin in graphs")
+            if self.dp_routing == "random" and not self._warned_capture:
+                self._warned_capture = True
+                logger.info("CUDA graph capture: dp routing inside graphs is static round-robin")
             return round_robin_selection(num_tokens, self.world_size, self.rank, offset=0)
         if self.dp_routing == "round_robin":
             sel = round_robin_selection(num_tokens, self.world_size, self.rank, self._offset)
