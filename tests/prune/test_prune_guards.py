@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import dir_hashes, tiny_config
+from _tiny_moe import dir_hashes, tiny_config
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeModel, Qwen3MoeSparseMoeBlock
 
 import sglang_ext.prune.writer as writer
