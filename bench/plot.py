@@ -1,0 +1,31 @@
+"""Plots (PNG) from result records (JSONL only).
+
+  python bench/plot.py bench/results/*.jsonl --out-dir bench/results/plots
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sglang_ext.perf.plots import make_plots  # noqa: E402
+from sglang_ext.perf.records import read_jsonl  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("jsonl", nargs="+", help="record files")
+    p.add_argument("--out-dir", default="bench/results/plots")
+    a = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    recs = [r for f in a.jsonl for r in read_jsonl(f)]
+    for path in make_plots(recs, a.out_dir):
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Markdown report (tables + plots) from result records (JSONL only).
+
+  python bench/report.py bench/results/*.jsonl --out-dir bench/results/report
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sglang_ext.perf.records import read_jsonl  # noqa: E402
+from sglang_ext.perf.report import write_report  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("jsonl", nargs="+", help="record files")
+    p.add_argument("--out-dir", default="bench/results/report")
+    p.add_argument("--title", default="sglang-ext benchmark report")
+    a = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    print(write_report((r for f in a.jsonl for r in read_jsonl(f)), a.out_dir, title=a.title))
+
+
+if __name__ == "__main__":
+    main()
