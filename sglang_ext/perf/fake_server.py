@@ -97,11 +97,15 @@ class FakeServer:
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    async def _model_info(self, request: web.Request) -> web.Response:
+        return web.json_response({"model_path": "fake", "tokenizer_path": None, "is_generation": True})
+
     async def _start(self) -> None:
         app = web.Application()
         app.router.add_post("/generate", self._generate)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_get("/health", self._health)
+        app.router.add_get("/get_model_info", self._model_info)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.cfg.host, self.cfg.port)
@@ -141,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--token-delay-s", type=float, default=0.0)
     p.add_argument("--prefill-delay-s", type=float, default=0.0)
-    a = p.parse_args(argv)
+    a, ignored = p.parse_known_args(argv)  # stands in for a launcher: other flags are ignored
     cfg = FakeServerConfig(host=a.host, port=a.port, token_delay_s=a.token_delay_s,
                            prefill_delay_s=a.prefill_delay_s)
     stop = threading.Event()

@@ -1,0 +1,31 @@
+"""Launch each server configuration, run the same load, and write a comparison report.
+
+  python bench/compare_ep_tp.py --server-args "--model-path /m --tp-size 2" \
+      --configs "dp:--single-expert-mode dp" "tp:--single-expert-mode tp" --qps 2 8 inf
+Writes bench/results/compare/{compare.jsonl, report.md, *.png, server_<label>.log}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sglang_ext.perf.cli import add_dataclass_args, dataclass_from_args  # noqa: E402
+from sglang_ext.perf.compare import CompareConfig, run_comparison  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_dataclass_args(p, CompareConfig)
+    a = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    records, report = run_comparison(dataclass_from_args(CompareConfig, a))
+    print(f"{len(records)} records; report: {report}")
+
+
+if __name__ == "__main__":
+    main()
