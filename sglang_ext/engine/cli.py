@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     rank = int(os.environ.get("RANK", "0"))
     setup_logging(rank, cfg.log_dir)
+    logger.info("rank %d: starting (%s)", rank, " ".join(argv if argv is not None else sys.argv[1:]))
     from sglang_ext.engine.prefill_engine import run
 
     try:
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         logger.error("rank %d failed: %s", rank, e)
         return 1
+    logger.info("rank %d: done", rank)
     if rank == 0:
         print(" ".join(map(str, res.tokens)))
     return 0

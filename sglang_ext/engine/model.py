@@ -211,10 +211,21 @@ class DecoderLayer(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
+class Embedding(nn.Module):
+    """nn.Embedding without the init (a normal_ on the meta device costs seconds of import)."""
+
+    def __init__(self, vocab: int, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(vocab, dim))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return F.embedding(ids, self.weight)
+
+
 class _Body(nn.Module):
     def __init__(self, a: ModelArgs) -> None:
         super().__init__()
-        self.embed_tokens = nn.Embedding(a.vocab_size, a.hidden_size)
+        self.embed_tokens = Embedding(a.vocab_size, a.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(a, i) for i in range(a.num_hidden_layers))
         self.norm = RMSNorm(a.hidden_size, a.rms_norm_eps)
 
@@ -286,9 +297,12 @@ def load_model(
         if not 1 <= num_layers <= args.num_hidden_layers:
             raise ValueError(f"--num-layers {num_layers} not in 1..{args.num_hidden_layers}")
         args.num_hidden_layers = num_layers
-    with torch.device("meta"):
-        model = Qwen3ForCausalLM(args)
-    model = model.to_empty(device=device).to(dtype)
+    if torch.device(device).type == "cuda":  # big shapes: allocate once, no init kernels
+        with torch.device("meta"):
+            model = Qwen3ForCausalLM(args)
+        model = model.to_empty(device=device).to(dtype)
+    else:  # the meta path imports torch's symbolic-shape machinery (~1s a process)
+        model = Qwen3ForCausalLM(args).to(dtype)
     if args.tie_word_embeddings:
         model.lm_head.weight = model.model.embed_tokens.weight
     if model_path is not None:

@@ -172,10 +172,12 @@ def run_in_groups(cfg: PrefillConfig, groups: EngineGroups, device: torch.device
     """Load the model and run once inside existing groups; write the log record and dump."""
     if cfg.num_threads is not None and device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
+    logger.info("loading model")
     model = load_model(
         cfg.model_path, dummy_preset=cfg.dummy_preset, num_layers=cfg.num_layers,
         device=device, dtype=_DTYPES[cfg.dtype], seed=cfg.seed,
     )
+    logger.info("model loaded")
     engine = PrefillEngine(cfg, model, groups, device)
     ids = resolve_prompt(cfg, model.args.vocab_size)
     res = engine.generate(ids)

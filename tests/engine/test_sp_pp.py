@@ -9,6 +9,7 @@ past_key_values).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -108,7 +109,7 @@ def test_dead_rank_ends_the_run(tiny_models, tmp_path):
     assert elapsed < 60, f"took {elapsed:.0f}s to notice the dead rank"
     assert "rank 1 (pid" in proc.stderr and "exited with code 1" in proc.stderr, proc.stderr
     # the survivors fail by themselves (process-group error), naming the rank they lost
-    assert "receiving chunk 2 from rank 1 failed" in proc.stderr, proc.stderr
+    assert re.search(r"receiving chunk \d+ from rank 1 failed", proc.stderr), proc.stderr
     assert not (tmp_path / "rank0.jsonl").exists()
 
 
