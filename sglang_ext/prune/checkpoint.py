@@ -1,14 +1,13 @@
 """Read-only access to an HF safetensors checkpoint, one tensor at a time.
 
-Tensors are read with ``safetensors.safe_open`` (memory-mapped) per tensor, so nothing loads the
-whole model. Handles both ``model.safetensors`` and sharded ``model-*-of-*.safetensors`` with
+Tensors are read with ``safetensors.safe_open`` per tensor (open, copy one tensor out, close),
+so nothing loads the whole model and no long-lived memory map accumulates resident pages. Handles both ``model.safetensors`` and sharded ``model-*-of-*.safetensors`` with
 ``model.safetensors.index.json``.
 """
 
 from __future__ import annotations
 
 import json
-from contextlib import ExitStack
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -58,8 +57,6 @@ class SourceCheckpoint:
         if not config_path.is_file():
             raise ValueError(f"{self.root} has no config.json: SRC must be an HF model directory")
         self.config: dict[str, Any] = json.loads(config_path.read_text())
-        self._stack = ExitStack()
-        self._handles: dict[str, Any] = {}
 
     @cached_property
     def weight_map(self) -> dict[str, str]:
@@ -83,6 +80,21 @@ class SourceCheckpoint:
             )
         raise FileNotFoundError(f"{self.root} has neither {INDEX_NAME} nor {SINGLE_NAME}")
 
+    @cached_property
+    def _meta(self) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Tensor name -> (shape, safetensors dtype code), one header read per file."""
+        meta: dict[str, tuple[tuple[int, ...], str]] = {}
+        for file in self.shard_files:
+            with _open(self.root / file) as f:
+                for name in f.keys():  # noqa: SIM118 - safe_open has no __iter__
+                    if self.weight_map.get(name) == file:
+                        sl = f.get_slice(name)
+                        meta[name] = (tuple(sl.get_shape()), sl.get_dtype())
+        missing = sorted(set(self.weight_map) - set(meta))
+        if missing:
+            raise ValueError(f"the index lists tensors absent from their shard: {missing[:5]}")
+        return meta
+
     def __enter__(self) -> SourceCheckpoint:
         return self
 
@@ -90,27 +102,25 @@ class SourceCheckpoint:
         self.close()
 
     def close(self) -> None:
-        self._stack.close()
-        self._handles.clear()
+        """Nothing stays open between reads; kept for the context-manager form."""
 
     @property
     def shard_files(self) -> list[str]:
         return sorted(set(self.weight_map.values()))
 
-    def _handle(self, name: str) -> Any:
+    def _file(self, name: str) -> Path:
         try:
-            file = self.weight_map[name]
+            return self.root / self.weight_map[name]
         except KeyError:
             raise KeyError(f"tensor {name!r} is not in the checkpoint {self.root}") from None
-        if file not in self._handles:
-            self._handles[file] = self._stack.enter_context(_open(self.root / file))
-        return self._handles[file]
 
     def shape(self, name: str) -> tuple[int, ...]:
-        return tuple(self._handle(name).get_slice(name).get_shape())
+        self._file(name)
+        return self._meta[name][0]
 
     def dtype(self, name: str) -> torch.dtype:
-        code = self._handle(name).get_slice(name).get_dtype()
+        self._file(name)
+        code = self._meta[name][1]
         if code not in _DTYPES:
             raise ValueError(f"tensor {name!r} has dtype {code}, which this tool does not handle")
         return _DTYPES[code]
@@ -121,9 +131,13 @@ class SourceCheckpoint:
             numel *= d
         return numel * torch.empty((), dtype=self.dtype(name)).element_size()
 
+    # Each read opens the file, copies the one tensor out and closes it, so the memory map never
+    # keeps more than that tensor resident (a long-lived handle would keep every page touched).
     def get(self, name: str) -> torch.Tensor:
-        return self._handle(name).get_tensor(name)
+        with _open(self._file(name)) as f:
+            return f.get_tensor(name)
 
     def get_row(self, name: str, row: int) -> torch.Tensor:
         """``tensor[row:row+1]`` read without loading the rest."""
-        return self._handle(name).get_slice(name)[row : row + 1]
+        with _open(self._file(name)) as f:
+            return f.get_slice(name)[row : row + 1].clone()

@@ -77,6 +77,12 @@ def count_router_choices(
     num_experts, top_k = hf_cfg.num_experts, hf_cfg.num_experts_per_tok
     rotary = Qwen3MoeRotaryEmbedding(hf_cfg)
     embed = src.get("model.embed_tokens.weight").float()
+    top = max(max(ids) for ids in token_ids)
+    if top >= embed.shape[0]:
+        raise ValueError(
+            f"the source tokenizer produced token id {top}, but the embedding has only "
+            f"{embed.shape[0]} rows: SRC's tokenizer does not match its model"
+        )
     hidden = [F.embedding(torch.tensor(ids), embed)[None] for ids in token_ids]  # [1, T, D]
     del embed
     aux = []
@@ -118,12 +124,19 @@ def count_router_choices(
 def _tokenize(src: SourceCheckpoint, prompts: list[str], max_tokens: int) -> list[list[int]]:
     from transformers import AutoTokenizer
 
+    files = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+    if not any((src.root / f).is_file() for f in files):
+        raise ValueError(
+            f"--expert {EXPERT_MOST_USED} needs the source's tokenizer, but {src.root} has none "
+            f"of {', '.join(files)}: add the tokenizer files or pick an expert index"
+        )
     try:
         tok = AutoTokenizer.from_pretrained(str(src.root))
     except Exception as e:  # noqa: BLE001 - any load failure means the same thing here
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise ValueError(
             f"--expert {EXPERT_MOST_USED} needs the source's tokenizer, but loading it from "
-            f"{src.root} failed ({type(e).__name__}: {e}); add tokenizer files or pick an index"
+            f"{src.root} failed ({type(e).__name__}: {first}); fix the tokenizer or pick an index"
         ) from e
     ids = [tok(p, add_special_tokens=False)["input_ids"][:max_tokens] for p in prompts]
     return [x for x in ids if x]

@@ -138,3 +138,12 @@ def test_moe_layout_matches_hf(step, mlp_only):
         i for i, layer in enumerate(model.layers) if isinstance(layer.mlp, Qwen3MoeSparseMoeBlock)
     )
     assert moe_layout(cfg.to_dict()).moe_layers == hf
+
+
+def test_most_used_needs_a_tokenizer(tiny_moe_dir, tmp_path):
+    src = tmp_path / "no_tok"
+    shutil.copytree(tiny_moe_dir, src)
+    for f in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        (src / f).unlink()
+    _refused(src, tmp_path / "out", "most-used", ValueError, "needs the source's tokenizer")
+    assert not (tmp_path / "out").exists()
