@@ -47,7 +47,7 @@ def main(argv=None) -> int:
             recs = [make_record("fused_mlp_tune", {"model": model, "tp": tp, **r},
                                 {"median_us": r["us"]}, env=env) for r in rows]
             append_jsonl(cand_out, *recs)
-            print(f"{model} tp={tp}: " + ", ".join(f"M={m}:{c.path}" for m, c in best.items()))
+            print(f"{model} tp={tp}: " + ", ".join(f"M={m}:ks={c.k_splits}" for m, c in best.items()))
     print(f"table: {path}")
     return 0
 

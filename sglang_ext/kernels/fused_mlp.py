@@ -2,9 +2,9 @@
 
 ``out = (silu(x @ Wg^T) * (x @ Wu^T)) @ W2^T`` with ``w13`` [2I, H] (gate rows 0:I, up rows
 I:2I) and ``w2`` [H, I] in SGLang's FusedMoE layout, I being this rank's shard; the TP
-all-reduce follows outside.  Small and mid M run as ONE launch (split-K over H and I with
-fp32 atomics and last-arriver reduction, see ``fused_mlp_kernels``); large M as two tiled
-GEMMs.  fp32 accumulation throughout.  ``SGLANG_EXT_FUSED_MLP=0`` makes
+all-reduce follows outside.  Two launches (see ``fused_mlp_kernels``): GEMM1 with the SwiGLU
+epilogue (split over H for small M, its fp32 partials reduced by GEMM2), then GEMM2.
+fp32 accumulation throughout.  ``SGLANG_EXT_FUSED_MLP=0`` makes
 :func:`is_available` say no, so the layer falls back to torch.
 """
 
@@ -17,17 +17,12 @@ import torch
 import triton
 
 from .fused_mlp_configs import MlpLaunchConfig, get_config
-from .fused_mlp_kernels import fused_mlp_splitk_kernel, gemm1_swiglu_kernel, gemm2_kernel
+from .fused_mlp_kernels import gemm1_kernel, gemm2_kernel
 
 __all__ = ["fused_swiglu_mlp", "is_available", "MlpLaunchConfig"]
 
 ENV_SWITCH = "SGLANG_EXT_FUSED_MLP"
 _DTYPES = (torch.bfloat16, torch.float16, torch.float32)
-# Workspaces for the splitk path, per (device, stream, H, I).  They must be all-zero between
-# calls (each call's last arrivers zero what they used).  Outgrown buffers are kept alive in
-# _RETIRED because a captured CUDA graph may still point at them.
-_WORKSPACES: dict[tuple, tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]] = {}
-_RETIRED: list[tuple] = []
 
 
 def is_available(device: torch.device | str | None = None) -> bool:
@@ -80,22 +75,6 @@ def _check(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, out: torch.Tens
                          "importing triton (tests), or use swiglu_mlp_ref")
 
 
-def _workspace(device: torch.device, hidden: int, inter: int, rows: int):
-    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
-    key = (device, stream, hidden, inter)
-    ws = _WORKSPACES.get(key)
-    if ws is None or ws[3] < rows:
-        if ws is not None:
-            _RETIRED.append(ws)
-        rows = max(rows, 64)
-        n_cnt = (rows // 16 + 1) * (triton.cdiv(inter, 16) + 1)
-        ws = (torch.zeros(rows, 2 * inter, dtype=torch.float32, device=device),
-              torch.zeros(rows, hidden, dtype=torch.float32, device=device),
-              torch.zeros(n_cnt, dtype=torch.int32, device=device), rows)
-        _WORKSPACES[key] = ws
-    return ws[:3]
-
-
 def fused_swiglu_mlp(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, *,
                      out: torch.Tensor | None = None,
                      config: MlpLaunchConfig | None = None) -> torch.Tensor:
@@ -113,47 +92,37 @@ def fused_swiglu_mlp(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, *,
     name, num_sms = _device_facts(x.device)
     cfg = config or get_config(m, hidden, inter, name, num_sms)
     precision = "ieee" if x.dtype == torch.float32 else "tf32"  # tf32 unused for 16-bit
-    if cfg.path == "splitk":
-        _launch_splitk(x, w13, w2, out, cfg, precision)
-    else:
-        _launch_two_stage(x, w13, w2, out, cfg, precision)
+    _launch(x, w13, w2, out, cfg, precision)
     return out
 
 
-def _launch_splitk(x, w13, w2, out, cfg: MlpLaunchConfig, precision: str) -> None:
+def _launch(x, w13, w2, out, cfg: MlpLaunchConfig, precision: str) -> None:
     m, hidden = x.shape
     inter = w13.shape[0] // 2
     k_blocks = triton.cdiv(hidden, cfg.block_k)
     k_per_split = triton.cdiv(k_blocks, min(cfg.k_splits, k_blocks)) * cfg.block_k
-    k_splits = triton.cdiv(hidden, k_per_split)
-    i_blocks = triton.cdiv(inter, cfg.block_i)
-    m_blocks = triton.cdiv(m, cfg.block_m)
-    gu_ws, out_ws, cnt = _workspace(x.device, hidden, inter, m_blocks * cfg.block_m)
-    grid = (m_blocks * i_blocks * k_splits,)
-    fused_mlp_splitk_kernel[grid](
-        x, w13, w2, out, gu_ws, out_ws, cnt,
-        m, hidden, inter, k_per_split, k_splits, i_blocks,
-        x.stride(0), w13.stride(0), w2.stride(0), out.stride(0),
-        BLOCK_M=cfg.block_m, BLOCK_I=cfg.block_i, BLOCK_K=cfg.block_k, BLOCK_N=cfg.block_n,
-        USE_GU_WS=k_splits > 1, USE_OUT_WS=i_blocks > 1, DOT_PRECISION=precision,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-    )
-
-
-def _launch_two_stage(x, w13, w2, out, cfg: MlpLaunchConfig, precision: str) -> None:
-    m, hidden = x.shape
-    inter = w13.shape[0] // 2
-    h = torch.empty((m, inter), dtype=x.dtype, device=x.device)
-    grid1 = (triton.cdiv(m, cfg.block_m) * triton.cdiv(inter, cfg.block_i),)
-    gemm1_swiglu_kernel[grid1](
-        x, w13, h, m, hidden, inter, x.stride(0), w13.stride(0), h.stride(0),
+    k_splits = triton.cdiv(hidden, k_per_split)  # every split gets >= 1 K-block
+    split = k_splits > 1
+    # split: fp32 partial gate/up sums [k_splits, M, 2I]; else h [M, I] in the input dtype.
+    # Both are fully overwritten each call, so torch.empty is enough.
+    if split:
+        p = torch.empty((k_splits, m, 2 * inter), dtype=torch.float32, device=x.device)
+        h = p
+    else:
+        h = torch.empty((m, inter), dtype=x.dtype, device=x.device)
+        p = h
+    grid1 = (triton.cdiv(m, cfg.block_m) * triton.cdiv(inter, cfg.block_i), k_splits)
+    gemm1_kernel[grid1](
+        x, w13, h, p, m, hidden, inter, k_per_split, x.stride(0), w13.stride(0), h.stride(0),
         BLOCK_M=cfg.block_m, BLOCK_I=cfg.block_i, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
-        DOT_PRECISION=precision, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        SPLIT_K=split, DOT_PRECISION=precision, num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages,
     )
     grid2 = (triton.cdiv(m, cfg.block_m) * triton.cdiv(hidden, cfg.block_n),)
-    block_k2 = min(cfg.block_k, max(16, triton.next_power_of_2(inter)))
+    block_k2 = min(cfg.block_k2, max(16, triton.next_power_of_2(inter)))
     gemm2_kernel[grid2](
-        h, w2, out, m, hidden, inter, h.stride(0), w2.stride(0), out.stride(0),
+        h, p, w2, out, m, hidden, inter, k_splits, h.stride(0), w2.stride(0), out.stride(0),
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=block_k2, GROUP_M=cfg.group_m,
-        DOT_PRECISION=precision, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        FROM_PARTIALS=split, DOT_PRECISION=precision, num_warps=cfg.num_warps,
+        num_stages=cfg.num_stages,
     )

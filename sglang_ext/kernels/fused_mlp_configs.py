@@ -4,7 +4,7 @@ Tuned tables are data, one file per Triton version and device name (as SGLang's 
 configs), holding one entry per shard shape and a grid of M values::
 
     configs/triton_3_6_0/device_name=NVIDIA_H100_80GB_HBM3.json
-    {"H=2048,I=96": {"1": {"path": "splitk", "block_m": 16, ...}, "2": {...}, ...}, ...}
+    {"H=2048,I=96": {"1": {"block_m": 16, "k_splits": 8, ...}, "2": {...}, ...}, ...}
 
 The entry whose M is nearest (in log2) to the call's M is used.  A missing file or shape
 falls back to :func:`heuristic_config`, logged once.  ``SGLANG_EXT_FUSED_MLP_CONFIG_DIR``
@@ -24,10 +24,10 @@ from pathlib import Path
 
 import triton
 
-__all__ = ["MlpLaunchConfig", "heuristic_config", "get_config", "config_path", "shape_key"]
+__all__ = ["MlpLaunchConfig", "heuristic_config", "max_k_splits", "get_config", "config_path",
+           "shape_key"]
 
 logger = logging.getLogger(__name__)
-_PATHS = ("splitk", "two_stage")
 _DEFAULT_DIR = Path(__file__).parent / "configs"
 
 
@@ -35,29 +35,28 @@ _DEFAULT_DIR = Path(__file__).parent / "configs"
 class MlpLaunchConfig:
     """Block sizes and launch shape of one call of ``fused_swiglu_mlp``."""
 
-    path: str = "splitk"
-    """'splitk' (one launch, small/mid M) or 'two_stage' (GEMM1+SwiGLU, then GEMM2)."""
     block_m: int = 16
-    """Rows of x per program (>= 16, power of 2)."""
+    """Rows of x per program, both GEMMs (>= 16, power of 2)."""
     block_i: int = 32
-    """Columns of the intermediate (I) per program in GEMM1; the K-block of GEMM2 in two_stage."""
+    """GEMM1: intermediate (I) columns per program."""
     block_k: int = 128
-    """K-block over H in GEMM1."""
+    """GEMM1: K-block over H."""
     block_n: int = 128
-    """Output columns (H) per step of the down projection / per program of GEMM2."""
+    """GEMM2: output (H) columns per program."""
+    block_k2: int = 64
+    """GEMM2: K-block over I (capped at next_power_of_2(I))."""
     k_splits: int = 1
-    """splitk only: how many programs share the H reduction of one (M, I) block."""
+    """GEMM1: programs sharing the H reduction of one (M, I) tile; > 1 writes fp32 partials
+    that GEMM2 sums (fills the GPU at small M)."""
     group_m: int = 8
-    """two_stage only: grouped program ordering for L2 reuse."""
+    """Grouped program ordering for L2 reuse (tutorial 03)."""
     num_warps: int = 4
     """Warps per program."""
     num_stages: int = 2
     """Software pipelining depth."""
 
     def __post_init__(self) -> None:
-        if self.path not in _PATHS:
-            raise ValueError(f"path={self.path!r}: use one of {_PATHS}")
-        for name in ("block_m", "block_i", "block_k", "block_n"):
+        for name in ("block_m", "block_i", "block_k", "block_n", "block_k2"):
             v = getattr(self, name)
             if v < 16 or v & (v - 1):
                 raise ValueError(f"{name}={v}: must be a power of two >= 16 (tl.dot minimum)")
@@ -97,17 +96,22 @@ def _warn_fallback(what: str) -> None:
 
 
 def heuristic_config(m: int, hidden: int, inter: int, num_sms: int = 132) -> MlpLaunchConfig:
-    """A reasonable config without tuning: splitk filling ~2 programs per SM up to M=256."""
-    if m <= 256:
+    """A reasonable config without tuning: K-split GEMM1 filling ~2 programs per SM at small M."""
+    if m <= 128:
         block_m = min(64, max(16, triton.next_power_of_2(m)))
-        block_i = 32 if inter >= 32 else 16
         block_k = 128 if hidden >= 128 else max(16, triton.next_power_of_2(hidden))
-        tiles = triton.cdiv(m, block_m) * triton.cdiv(inter, block_i)
-        k_splits = max(1, min(triton.cdiv(hidden, block_k), (2 * num_sms) // tiles))
-        return MlpLaunchConfig(path="splitk", block_m=block_m, block_i=block_i,
-                               block_k=block_k, block_n=128, k_splits=k_splits)
-    return MlpLaunchConfig(path="two_stage", block_m=128, block_i=64, block_k=64, block_n=128,
+        tiles = triton.cdiv(m, block_m) * triton.cdiv(inter, 16)
+        k_splits = max(1, min(triton.cdiv(hidden, block_k), (2 * num_sms) // tiles,
+                              max_k_splits(block_m, inter)))
+        return MlpLaunchConfig(block_m=block_m, block_i=16, block_k=block_k, block_n=32,
+                               block_k2=64, k_splits=k_splits, num_warps=4, num_stages=3)
+    return MlpLaunchConfig(block_m=128, block_i=64, block_k=64, block_n=128, block_k2=64,
                            group_m=8, num_warps=8, num_stages=3)
+
+
+def max_k_splits(block_m: int, inter: int, budget_bytes: int = 256 << 10) -> int:
+    """Cap K-splits so one GEMM2 program re-reads at most ``budget_bytes`` of fp32 partials."""
+    return max(1, budget_bytes // (block_m * 2 * inter * 4))
 
 
 def get_config(m: int, hidden: int, inter: int, device_name: str,

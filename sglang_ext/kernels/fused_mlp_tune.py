@@ -15,38 +15,38 @@ import torch
 import triton
 
 from .fused_mlp import fused_swiglu_mlp
-from .fused_mlp_configs import MlpLaunchConfig, shape_key
+from .fused_mlp_configs import MlpLaunchConfig, max_k_splits, shape_key
 from .mlp_timing import make_sets, time_graph
 
 __all__ = ["candidates", "tune_shape", "merge_table"]
 
 logger = logging.getLogger(__name__)
 TUNE_MS = (1, 8, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
-_TWO_STAGE = [  # (block_m, block_i, block_k, block_n, num_warps, num_stages)
+_LARGE = [  # (block_m, block_i, block_k, block_n, num_warps, num_stages), k_splits = 1
     (64, 64, 64, 128, 4, 3), (128, 64, 64, 128, 8, 3), (128, 128, 64, 128, 8, 3),
     (128, 64, 64, 256, 8, 3), (64, 128, 64, 128, 4, 4), (128, 128, 64, 256, 8, 3),
 ]
 
 
 def candidates(m: int, hidden: int, inter: int, num_sms: int) -> list[MlpLaunchConfig]:
-    """splitk variants (block sizes x target program counts) for M <= 1024, two_stage for M >= 256."""
+    """K-split variants (tile sizes x target program counts) for M <= 256, large tiles for M >= 256."""
     out: list[MlpLaunchConfig] = []
-    if m <= 1024:
+    if m <= 256:
         bm = min(64, max(16, triton.next_power_of_2(m)))
-        for bi in (16, 32, 64):
-            if bi > max(16, triton.next_power_of_2(inter)):
-                continue
+        for bi in (16, 32):
             for bk in ((128, 256) if m <= 64 else (64, 128)):
                 tiles = triton.cdiv(m, bm) * triton.cdiv(inter, bi)
-                for progs in (num_sms, 2 * num_sms, 4 * num_sms):
-                    ks = max(1, min(triton.cdiv(hidden, bk), progs // tiles))
-                    out.append(MlpLaunchConfig(path="splitk", block_m=bm, block_i=bi,
-                                               block_k=bk, block_n=128 if bm <= 32 else 64,
-                                               k_splits=ks, num_warps=4, num_stages=3))
+                for progs in (num_sms, 2 * num_sms):
+                    ks = max(1, min(triton.cdiv(hidden, bk), progs // tiles,
+                                    max_k_splits(bm, inter)))
+                    for bn in (16, 32, 64):
+                        out.append(MlpLaunchConfig(block_m=bm, block_i=bi, block_k=bk,
+                                                   block_n=bn, block_k2=64, k_splits=ks,
+                                                   num_warps=4, num_stages=3))
     if m >= 256:
-        for bm, bi, bk, bn, w, s in _TWO_STAGE:
-            out.append(MlpLaunchConfig(path="two_stage", block_m=bm, block_i=bi, block_k=bk,
-                                       block_n=bn, num_warps=w, num_stages=s))
+        for bm, bi, bk, bn, w, s in _LARGE:
+            out.append(MlpLaunchConfig(block_m=bm, block_i=bi, block_k=bk, block_n=bn,
+                                       block_k2=64, num_warps=w, num_stages=s))
     return list(dict.fromkeys(out))  # dedupe, keep order
 
 

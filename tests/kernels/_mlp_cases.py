@@ -29,11 +29,11 @@ ELEM_TOL = {
 
 # Small tiles so the awkward sizes exercise every mask and every workspace stage.
 CPU_CONFIGS = {
-    "splitk_multi": MlpLaunchConfig(block_m=16, block_i=16, block_k=16, block_n=32, k_splits=3),
-    "splitk_one_block": MlpLaunchConfig(block_m=16, block_i=64, block_k=128, block_n=128),
-    "splitk_kspl1": MlpLaunchConfig(block_m=32, block_i=16, block_k=32, block_n=16, k_splits=1),
-    "two_stage": MlpLaunchConfig(path="two_stage", block_m=16, block_i=16, block_k=32,
-                                 block_n=32),
+    "ksplit3": MlpLaunchConfig(block_m=16, block_i=16, block_k=16, block_n=32, block_k2=16,
+                               k_splits=3),
+    "ksplit_all": MlpLaunchConfig(block_m=16, block_i=64, block_k=16, block_n=128, k_splits=99),
+    "no_split": MlpLaunchConfig(block_m=32, block_i=16, block_k=32, block_n=16, block_k2=16),
+    "big_tiles": MlpLaunchConfig(block_m=64, block_i=64, block_k=128, block_n=128),
     "auto": None,
 }
 

@@ -53,15 +53,15 @@ def test_env_switch(monkeypatch):
 def test_config_validation_and_fallback(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="power of two"):
         MlpLaunchConfig(block_m=24)
-    with pytest.raises(ValueError, match="path="):
-        MlpLaunchConfig(path="nope")
+    with pytest.raises(ValueError, match="k_splits"):
+        MlpLaunchConfig(k_splits=0)
     monkeypatch.setenv("SGLANG_EXT_FUSED_MLP_CONFIG_DIR", str(tmp_path))
     assert get_config(4, 2048, 96, "Nonexistent GPU") == heuristic_config(4, 2048, 96)
     # a table with one entry: the nearest M (in log2) wins
     from sglang_ext.kernels.fused_mlp_configs import config_path
     p = config_path("Fake GPU")
     p.parent.mkdir(parents=True)
-    two = MlpLaunchConfig(path="two_stage", block_m=64)
+    two = MlpLaunchConfig(block_m=64, block_n=256)
     p.write_text('{"H=2048,I=96": {"1": {"k_splits": 7}, "4096": %s}}'
                  % __import__("json").dumps(two.to_dict()))
     assert get_config(2, 2048, 96, "Fake GPU").k_splits == 7
