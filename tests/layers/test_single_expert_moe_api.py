@@ -61,6 +61,8 @@ def _pristine_mapping():
     """FusedMoE.make_expert_params_mapping compiled from the installed sglang 0.4.7 source
     (importing the module on CPU needs vllm, so the function is lifted out with ast)."""
     spec = importlib.util.find_spec("sglang")
+    if spec is None:
+        pytest.skip("sglang is not installed: no pristine FusedMoE source to compare with")
     path = Path(spec.origin).parent / "srt/layers/moe/fused_moe_triton/layer.py"
     tree = ast.parse(path.read_text())
     cls = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "FusedMoE")

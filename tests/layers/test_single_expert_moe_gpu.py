@@ -66,10 +66,11 @@ def test_cuda_paths_match_reference(use_kernel, mode, world_size, tokens):
     torch.testing.assert_close(total.double(), reference(x), atol=ATOL, rtol=RTOL)
 
 
+@pytest.mark.parametrize("use_kernel", [None, False], ids=["kernel", "torch"])
 @pytest.mark.parametrize("dp_routing", ["random", "round_robin"])
-def test_dp_cuda_graph_capture_is_static_round_robin(dp_routing):
+def test_dp_cuda_graph_capture_is_static_round_robin(dp_routing, use_kernel):
     world_size, tokens = 2, 9
-    layers, reference = _setup(world_size, "dp", dp_routing=dp_routing)
+    layers, reference = _setup(world_size, "dp", dp_routing=dp_routing, use_kernel=use_kernel)
     static_x = torch.randn(tokens, H, device="cuda", dtype=torch.bfloat16)
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
