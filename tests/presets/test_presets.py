@@ -139,3 +139,15 @@ def test_materialize_errors(tmp_path):
     with pytest.raises(FileExistsError, match="other files"):
         materialize("qwen3-30b-a3b-1e", tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.safetensors"]
+
+
+def test_sglang_loaders_accept_preset(preset_dirs):
+    """sglang 0.4.7's own config/tokenizer loaders (what --model-path goes through)."""
+    from sglang.srt.hf_transformers_utils import get_config, get_context_length, get_tokenizer
+
+    d = str(preset_dirs["qwen3-30b-a3b-1e"])
+    cfg = get_config(d, trust_remote_code=False)
+    tok = get_tokenizer(d)
+    assert (cfg.num_experts, cfg.num_experts_per_tok, cfg.hidden_size) == (1, 1, 2048)
+    assert get_context_length(cfg) == 40960
+    assert tok.eos_token_id == 151645 and len(tok) == 151669
