@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .checkpoint import INDEX_NAME, WEIGHT_SUFFIXES, SourceCheckpoint
+from .choice import choose_experts
 from .config import (
     EXPERT_MEAN,
     EXPERT_MOST_USED,
@@ -26,7 +27,6 @@ from .config import (
     single_expert_config,
 )
 from .plan import build_plan, check_experts
-from .select import choose_experts
 from .writer import write_checkpoint
 
 __all__ = ["INFO_NAME", "check_paths", "prune"]
@@ -70,8 +70,9 @@ def _extra_files(src_root: Path) -> list[Path]:
 
 
 def _copy(path: Path, into: Path) -> None:
-    if path.is_dir():
-        shutil.copytree(path, into / path.name, symlinks=False)
+    if path.is_dir():  # no weights from sub-folders (e.g. original/): they would be stale
+        ignore = shutil.ignore_patterns(*(f"*{s}" for s in WEIGHT_SUFFIXES), ".git", ".cache")
+        shutil.copytree(path, into / path.name, symlinks=False, ignore=ignore)
     else:
         shutil.copy2(path, into / path.name)  # follows symlinks (HF cache snapshots)
 

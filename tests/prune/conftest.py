@@ -27,6 +27,9 @@ def tiny_moe_dir(tmp_path_factory) -> Path:
     GenerationConfig(eos_token_id=TOKENIZER_VOCAB + 2).save_pretrained(root)
     build_tokenizer(root, vocab_size=TOKENIZER_VOCAB)
     (root / "README.md").write_text("tiny test model\n")
+    (root / "extra").mkdir()  # a sub-folder: copied, minus weight files
+    (root / "extra" / "notes.txt").write_text("notes\n")
+    (root / "extra" / "stale.bin").write_bytes(b"old weights")
     assert len(list(root.glob("model-*.safetensors"))) >= 3, "fixture must be sharded"
     return root
 

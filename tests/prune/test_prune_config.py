@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from sglang_ext.prune.__main__ import build_parser
+from sglang_ext.prune.choice import DEFAULT_PROMPTS, calibration_prompts
 from sglang_ext.prune.config import PruneConfig, parse_size, single_expert_config
-from sglang_ext.prune.select import DEFAULT_PROMPTS, calibration_prompts
 
 
 @pytest.mark.parametrize(

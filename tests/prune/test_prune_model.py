@@ -81,6 +81,7 @@ def _check_layout(dst: Path) -> dict:
     assert len(set(index["weight_map"].values())) >= 2, "expected a sharded output"
     for f in ("tokenizer.json", "tokenizer_config.json", "generation_config.json", "README.md"):
         assert (dst / f).is_file(), f"{f} not copied"
+    assert (dst / "extra" / "notes.txt").is_file() and not (dst / "extra" / "stale.bin").exists()
     assert not list(dst.parent.glob(f".{dst.name}.partial-*")), "temp dir left behind"
     return json.loads((dst / "prune_info.json").read_text())
 
