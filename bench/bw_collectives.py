@@ -1,8 +1,8 @@
 """Collective bandwidth (nccl-tests definitions of size, algbw and busbw).
 
-  torchrun --nproc-per-node 8 bench/bw_collectives.py           # NCCL, 1 KB .. 1 GB
-  python bench/bw_collectives.py                                 # one GPU: world of 1 (degenerate)
-  python bench/bw_collectives.py --cpu-ranks 2 --max-bytes 1048576   # gloo on CPU
+torchrun --nproc-per-node 8 bench/bw_collectives.py           # NCCL, 1 KB .. 1 GB
+python bench/bw_collectives.py                                 # one GPU: world of 1 (degenerate)
+python bench/bw_collectives.py --cpu-ranks 2 --max-bytes 1048576   # gloo on CPU
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ def _run(rank: int, group, device, cfg: CollectiveConfig, out: str, backend: str
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_dataclass_args(p, CollectiveConfig)
     p.add_argument("--backend", default=None, help="nccl (default with CUDA) or gloo")
     p.add_argument("--cpu-ranks", type=int, default=0, help="spawn this many local gloo ranks")
@@ -47,7 +49,14 @@ def main() -> None:
         return
     group, device = init_dist(a.backend)
     try:
-        _run(dist.get_rank(), group, device, cfg, a.output_file, a.backend or ("nccl" if device.type == "cuda" else "gloo"))
+        _run(
+            dist.get_rank(),
+            group,
+            device,
+            cfg,
+            a.output_file,
+            a.backend or ("nccl" if device.type == "cuda" else "gloo"),
+        )
     finally:
         dist.destroy_process_group()
 

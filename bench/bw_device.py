@@ -1,7 +1,7 @@
 """Device memory bandwidth, host<->device and GPU-to-GPU copies over a size sweep.
 
-  python bench/bw_device.py                       # all GPUs of this host
-  python bench/bw_device.py --device cpu --max-bytes 64M   # host memory (smoke test)
+python bench/bw_device.py                       # all GPUs of this host
+python bench/bw_device.py --device cpu --max-bytes 64M   # host memory (smoke test)
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from sglang_ext.perf.cli import parse_size  # noqa: E402
 from sglang_ext.perf.collectives import size_sweep  # noqa: E402
 from sglang_ext.perf.devbw import device_copy_bw, host_device_bw, peer_copy_bw  # noqa: E402
 from sglang_ext.perf.envcheck import gpu_topology  # noqa: E402
@@ -23,16 +24,13 @@ from sglang_ext.perf.records import append_jsonl, collect_env, make_record  # no
 log = logging.getLogger("bw_device")
 
 
-def _bytes(text: str) -> int:
-    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
-    return int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].upper() in units else int(text)
-
-
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--min-bytes", type=_bytes, default=1 << 10)
-    p.add_argument("--max-bytes", type=_bytes, default=1 << 30)
+    p.add_argument("--min-bytes", type=parse_size, default=1 << 10)
+    p.add_argument("--max-bytes", type=parse_size, default=1 << 30)
     p.add_argument("--factor", type=int, default=2)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--iters", type=int, default=20)
@@ -51,15 +49,25 @@ def main() -> None:
         for i in range(ndev):
             d = torch.device("cuda", i)
             rows += [device_copy_bw(s, d, **kw) for s in sizes]
-            rows += [host_device_bw(s, d, direction, **kw) for direction in ("h2d", "d2h") for s in sizes]
+            rows += [
+                host_device_bw(s, d, direction, **kw) for direction in ("h2d", "d2h") for s in sizes
+            ]
         for i in range(ndev):
             for j in range(ndev):
                 if i != j:
-                    rows += [peer_copy_bw(s, torch.device("cuda", i), torch.device("cuda", j), **kw)
-                             for s in sizes]
+                    rows += [
+                        peer_copy_bw(s, torch.device("cuda", i), torch.device("cuda", j), **kw)
+                        for s in sizes
+                    ]
     for r in rows:
-        log.info("%-12s %-8s %12d B  %10.1f us  %8.1f GB/s", r["kind"], r.get("device", r.get("src")),
-                 r["size_bytes"], r["time_us"], r["bw_gbps"])
+        log.info(
+            "%-12s %-8s %12d B  %10.1f us  %8.1f GB/s",
+            r["kind"],
+            r.get("device", r.get("src")),
+            r["size_bytes"],
+            r["time_us"],
+            r["bw_gbps"],
+        )
     append_jsonl(a.output_file, *(make_record("bw_device", cfg, r, env=env) for r in rows))
     log.info("appended %d records to %s", len(rows), a.output_file)
 

@@ -1,6 +1,6 @@
 """Plots (PNG) from result records (JSONL only).
 
-  python bench/plot.py bench/results/*.jsonl --out-dir bench/results/plots
+python bench/plot.py bench/results/*.jsonl --out-dir bench/results/plots
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from sglang_ext.perf.records import read_jsonl  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("jsonl", nargs="+", help="record files")
     p.add_argument("--out-dir", default="bench/results/plots")
     a = p.parse_args()

@@ -1,6 +1,6 @@
 """Markdown report (tables + plots) from result records (JSONL only).
 
-  python bench/report.py bench/results/*.jsonl --out-dir bench/results/report
+python bench/report.py bench/results/*.jsonl --out-dir bench/results/report
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from sglang_ext.perf.report import write_report  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("jsonl", nargs="+", help="record files")
     p.add_argument("--out-dir", default="bench/results/report")
     p.add_argument("--title", default="sglang-ext benchmark report")

@@ -21,8 +21,12 @@ from sglang_ext.perf.scaling import run_bench_one_batch, scaling_table  # noqa: 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--server-args", required=True, help="sglang server flags, e.g. '--model-path /m'")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--server-args", required=True, help="sglang server flags, e.g. '--model-path /m'"
+    )
     p.add_argument("--tp-sizes", type=int, nargs="+", default=[1])
     p.add_argument("--batch-size", type=int, nargs="+", default=[1])
     p.add_argument("--input-len", type=int, nargs="+", default=[1024])
@@ -34,18 +38,32 @@ def main() -> None:
     rows = []
     for tp in a.tp_sizes:
         log_path = Path(a.output_file).with_name(f"scaling_tp{tp}.log")
-        for r in run_bench_one_batch([*shlex.split(a.server_args), "--tp-size", str(tp)],
-                                     batch_sizes=a.batch_size, input_lens=a.input_len,
-                                     output_len=a.output_len, runner=a.runner, log_path=log_path):
+        for r in run_bench_one_batch(
+            [*shlex.split(a.server_args), "--tp-size", str(tp)],
+            batch_sizes=a.batch_size,
+            input_lens=a.input_len,
+            output_len=a.output_len,
+            runner=a.runner,
+            log_path=log_path,
+        ):
             rows.append({**r, "tp_size": tp})
     for r in scaling_table(rows):
-        config = {"server_args": a.server_args, "tp_size": r["tp_size"], "batch_size": r["batch_size"],
-                  "seq_len": r["input_len"], "output_len": r["output_len"],
-                  "label": f"tp{r['tp_size']} bs{r['batch_size']}"}
+        config = {
+            "server_args": a.server_args,
+            "tp_size": r["tp_size"],
+            "batch_size": r["batch_size"],
+            "seq_len": r["input_len"],
+            "output_len": r["output_len"],
+            "label": f"tp{r['tp_size']} bs{r['batch_size']}",
+        }
         metrics = {**r, "latency_ms": r["prefill_latency"] * 1e3}
         append_jsonl(a.output_file, make_record("scaling", config, metrics))
-        print(config["label"], "input", r["input_len"], {k: round(v, 4) for k, v in r.items()
-                                                          if k.startswith(("speedup", "efficiency"))})
+        print(
+            config["label"],
+            "input",
+            r["input_len"],
+            {k: round(v, 4) for k, v in r.items() if k.startswith(("speedup", "efficiency"))},
+        )
 
 
 if __name__ == "__main__":

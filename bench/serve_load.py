@@ -22,24 +22,39 @@ from sglang_ext.perf.serve_bench import measure_client_overhead, serving_record 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_dataclass_args(p, LoadConfig)
     p.add_argument("--output-file", default="bench/results/serve.jsonl")
     p.add_argument("--output-details", action="store_true", help="per-request arrays in the record")
-    p.add_argument("--measure-client-overhead", action="store_true",
-                   help="load an instant local server instead (no --base-url needed)")
+    p.add_argument(
+        "--measure-client-overhead",
+        action="store_true",
+        help="load an instant local server instead (no --base-url needed)",
+    )
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if a.measure_client_overhead:
-        recs = [measure_client_overhead(num_prompts=a.num_prompts or 500, max_concurrency=c)
-                for c in (1, None)]
+        recs = [
+            measure_client_overhead(num_prompts=a.num_prompts or 500, max_concurrency=c)
+            for c in (1, None)
+        ]
     else:
         recs = [serving_record(dataclass_from_args(LoadConfig, a), output_details=a.output_details)]
     append_jsonl(a.output_file, *recs)
     for r in recs:
         m = {k: v for k, v in r["metrics"].items() if k not in ("details", "gpu_memory")}
-        print(json.dumps({"config": {k: r["config"].get(k) for k in ("qps", "max_concurrency")},
-                          "metrics": m}, indent=1, default=str))
+        print(
+            json.dumps(
+                {
+                    "config": {k: r["config"].get(k) for k in ("qps", "max_concurrency")},
+                    "metrics": m,
+                },
+                indent=1,
+                default=str,
+            )
+        )
     print(f"appended {len(recs)} record(s) to {a.output_file}")
 
 

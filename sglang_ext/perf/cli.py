@@ -11,7 +11,7 @@ import dataclasses
 import typing
 from typing import Any, TypeVar
 
-__all__ = ["add_dataclass_args", "dataclass_from_args", "parse_float"]
+__all__ = ["add_dataclass_args", "dataclass_from_args", "parse_float", "parse_size"]
 
 T = TypeVar("T")
 
@@ -19,6 +19,19 @@ T = TypeVar("T")
 def parse_float(text: str) -> float:
     """Parse a float, accepting ``inf``."""
     return float(text)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``1024``, ``64K``, ``16M`` or ``1G`` (binary units)."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    try:
+        if text and text[-1].upper() in units:
+            return int(float(text[:-1]) * units[text[-1].upper()])
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a size (e.g. 1024, 64K, 16M, 1G)"
+        ) from None
 
 
 def _base_type(tp: Any) -> tuple[Any, bool]:
@@ -53,7 +66,7 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type, *, skip: tupl
         if tp is bool:
             kw["action"] = argparse.BooleanOptionalAction
         else:
-            kw["type"] = parse_float if tp is float else tp
+            kw["type"] = f.metadata.get("parse") or (parse_float if tp is float else tp)
             if is_list:
                 kw["nargs"] = "+"
         parser.add_argument(flag, **kw)

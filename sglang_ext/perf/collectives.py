@@ -22,10 +22,18 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from .cli import parse_size
 from .timing import median, time_iters
 
-__all__ = ["CollectiveConfig", "COLLECTIVES", "bus_factor", "op_bytes", "size_sweep",
-           "run_collective", "run_sweep"]
+__all__ = [
+    "CollectiveConfig",
+    "COLLECTIVES",
+    "bus_factor",
+    "op_bytes",
+    "size_sweep",
+    "run_collective",
+    "run_sweep",
+]
 
 log = logging.getLogger(__name__)
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "sendrecv")
@@ -35,10 +43,18 @@ COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "sendr
 class CollectiveConfig:
     """A sweep of collectives over message sizes."""
 
-    ops: tuple[str, ...] = field(default=("all_reduce", "all_gather", "reduce_scatter", "broadcast"),
-                                 metadata={"help": f"collectives to time, of {COLLECTIVES}"})
-    min_bytes: int = field(default=1024, metadata={"help": "smallest size S (bytes)"})
-    max_bytes: int = field(default=1 << 30, metadata={"help": "largest size S (bytes)"})
+    ops: tuple[str, ...] = field(
+        default=("all_reduce", "all_gather", "reduce_scatter", "broadcast"),
+        metadata={"help": f"collectives to time, of {COLLECTIVES}"},
+    )
+    min_bytes: int = field(
+        default=1024,
+        metadata={"help": "smallest size S (bytes; 64K, 16M, 1G)", "parse": parse_size},
+    )
+    max_bytes: int = field(
+        default=1 << 30,
+        metadata={"help": "largest size S (bytes; 64K, 16M, 1G)", "parse": parse_size},
+    )
     factor: int = field(default=2, metadata={"help": "size multiplier between steps"})
     dtype: str = field(default="float32", metadata={"help": "element type (torch name)"})
     warmup: int = field(default=5, metadata={"help": "untimed iterations per size"})
@@ -50,11 +66,15 @@ class CollectiveConfig:
         if bad:
             raise ValueError(f"unknown collectives {bad}; choose from {COLLECTIVES}")
         if not 0 < self.min_bytes <= self.max_bytes:
-            raise ValueError(f"need 0 < min_bytes <= max_bytes, got {self.min_bytes}, {self.max_bytes}")
+            raise ValueError(
+                f"need 0 < min_bytes <= max_bytes, got {self.min_bytes}, {self.max_bytes}"
+            )
         if self.factor < 2:
             raise ValueError(f"factor must be >= 2, got {self.factor}")
         if not isinstance(getattr(torch, self.dtype, None), torch.dtype):
-            raise ValueError(f"dtype {self.dtype!r} is not a torch dtype name (e.g. float32, bfloat16)")
+            raise ValueError(
+                f"dtype {self.dtype!r} is not a torch dtype name (e.g. float32, bfloat16)"
+            )
         if self.iters < 1 or self.warmup < 0:
             raise ValueError(f"need iters >= 1, warmup >= 0; got {self.iters}, {self.warmup}")
 
@@ -63,8 +83,13 @@ def bus_factor(op: str, n: int) -> float:
     """nccl-tests' busbw / algbw for ``op`` on ``n`` ranks."""
     if n < 1:
         raise ValueError(f"world size must be >= 1, got {n}")
-    return {"all_reduce": 2 * (n - 1) / n, "all_gather": (n - 1) / n,
-            "reduce_scatter": (n - 1) / n, "broadcast": 1.0, "sendrecv": 1.0}[op]
+    return {
+        "all_reduce": 2 * (n - 1) / n,
+        "all_gather": (n - 1) / n,
+        "reduce_scatter": (n - 1) / n,
+        "broadcast": 1.0,
+        "sendrecv": 1.0,
+    }[op]
 
 
 def op_bytes(op: str, nbytes: int, n: int, itemsize: int) -> tuple[int, int]:
@@ -89,8 +114,15 @@ def size_sweep(min_bytes: int, max_bytes: int, factor: int = 2) -> list[int]:
     return out
 
 
-def _make_op(op: str, count: int, n: int, rank: int, dtype: torch.dtype, device: torch.device,
-             group: dist.ProcessGroup):
+def _make_op(
+    op: str,
+    count: int,
+    n: int,
+    rank: int,
+    dtype: torch.dtype,
+    device: torch.device,
+    group: dist.ProcessGroup,
+):
     x = torch.full((count,), float(rank + 1), dtype=dtype, device=device)
     if op == "all_reduce":
         return (lambda: dist.all_reduce(x, group=group)), x, None
@@ -111,6 +143,7 @@ def _make_op(op: str, count: int, n: int, rank: int, dtype: torch.dtype, device:
                 dist.send(x, dst=peer, group=group)
             elif rank == 1:
                 dist.recv(x, src=peer, group=group)
+
         return sendrecv, x, None
     raise ValueError(op)
 
@@ -121,7 +154,9 @@ def _check(op: str, n: int, rank: int, x: torch.Tensor, out: torch.Tensor | None
     if op == "all_reduce":
         ok = torch.all(x == tot)
     elif op == "all_gather":
-        want = torch.arange(1, n + 1, dtype=out.dtype, device=out.device).repeat_interleave(out.numel() // n)
+        want = torch.arange(1, n + 1, dtype=out.dtype, device=out.device).repeat_interleave(
+            out.numel() // n
+        )
         ok = torch.equal(out, want)
     elif op == "reduce_scatter":
         ok = torch.all(out == tot)
@@ -130,11 +165,14 @@ def _check(op: str, n: int, rank: int, x: torch.Tensor, out: torch.Tensor | None
     else:
         ok = torch.all(x == 1.0) if n >= 2 and rank < 2 else True
     if not bool(ok):
-        raise RuntimeError(f"{op} on rank {rank}/{n} returned a wrong result: the backend is broken")
+        raise RuntimeError(
+            f"{op} on rank {rank}/{n} returned a wrong result: the backend is broken"
+        )
 
 
-def run_collective(op: str, nbytes: int, cfg: CollectiveConfig, *, group: dist.ProcessGroup,
-                   device: torch.device) -> dict[str, Any]:
+def run_collective(
+    op: str, nbytes: int, cfg: CollectiveConfig, *, group: dist.ProcessGroup, device: torch.device
+) -> dict[str, Any]:
     """Time ``op`` at size ``nbytes``; every rank of ``group`` must call this."""
     n, rank = dist.get_world_size(group=group), dist.get_rank(group=group)
     dtype = getattr(torch, cfg.dtype)
@@ -144,8 +182,13 @@ def run_collective(op: str, nbytes: int, cfg: CollectiveConfig, *, group: dist.P
     if cfg.check:
         fn()
         _check(op, n, rank, x, out)
-    times = time_iters(fn, device=device, warmup=cfg.warmup, iters=cfg.iters,
-                       barrier=(lambda: dist.barrier(group=group)) if device.type != "cuda" else None)
+    times = time_iters(
+        fn,
+        device=device,
+        warmup=cfg.warmup,
+        iters=cfg.iters,
+        barrier=(lambda: dist.barrier(group=group)) if device.type != "cuda" else None,
+    )
     mine = torch.tensor([median(times)], dtype=torch.float64, device=device)
     every = torch.empty(n, dtype=torch.float64, device=device)
     dist.all_gather_into_tensor(every, mine, group=group)
@@ -155,13 +198,22 @@ def run_collective(op: str, nbytes: int, cfg: CollectiveConfig, *, group: dist.P
     else:
         t_s = sum(per_rank) / n
     algbw = s_bytes / t_s / 1e9
-    return {"op": op, "world_size": n, "size_bytes": s_bytes, "count": s_bytes // itemsize,
-            "dtype": cfg.dtype, "time_us": t_s * 1e6, "max_rank_time_us": max(per_rank) * 1e6,
-            "algbw_gbps": algbw, "busbw_gbps": algbw * bus_factor(op, n)}
+    return {
+        "op": op,
+        "world_size": n,
+        "size_bytes": s_bytes,
+        "count": s_bytes // itemsize,
+        "dtype": cfg.dtype,
+        "time_us": t_s * 1e6,
+        "max_rank_time_us": max(per_rank) * 1e6,
+        "algbw_gbps": algbw,
+        "busbw_gbps": algbw * bus_factor(op, n),
+    }
 
 
-def run_sweep(cfg: CollectiveConfig, *, group: dist.ProcessGroup, device: torch.device
-              ) -> list[dict[str, Any]]:
+def run_sweep(
+    cfg: CollectiveConfig, *, group: dist.ProcessGroup, device: torch.device
+) -> list[dict[str, Any]]:
     """All ops of ``cfg`` over all sizes; identical list on every rank."""
     rows = []
     n = dist.get_world_size(group=group)
@@ -172,6 +224,12 @@ def run_sweep(cfg: CollectiveConfig, *, group: dist.ProcessGroup, device: torch.
         for nbytes in size_sweep(cfg.min_bytes, cfg.max_bytes, cfg.factor):
             rows.append(run_collective(op, nbytes, cfg, group=group, device=device))
             r = rows[-1]
-            log.info("%-14s %12d B %10.1f us algbw %8.2f busbw %8.2f GB/s", op, r["size_bytes"],
-                     r["time_us"], r["algbw_gbps"], r["busbw_gbps"])
+            log.info(
+                "%-14s %12d B %10.1f us algbw %8.2f busbw %8.2f GB/s",
+                op,
+                r["size_bytes"],
+                r["time_us"],
+                r["algbw_gbps"],
+                r["busbw_gbps"],
+            )
     return rows

@@ -22,12 +22,20 @@ log = logging.getLogger(__name__)
 
 def _row(kind: str, nbytes: int, moved: int, times: list[float], **extra: Any) -> dict[str, Any]:
     t = median(times)
-    return {"kind": kind, "size_bytes": nbytes, "bytes_moved": moved, "time_us": t * 1e6,
-            "min_time_us": min(times) * 1e6, "bw_gbps": moved / t / 1e9, **extra}
+    return {
+        "kind": kind,
+        "size_bytes": nbytes,
+        "bytes_moved": moved,
+        "time_us": t * 1e6,
+        "min_time_us": min(times) * 1e6,
+        "bw_gbps": moved / t / 1e9,
+        **extra,
+    }
 
 
-def device_copy_bw(nbytes: int, device: torch.device, *, warmup: int = 3, iters: int = 10
-                   ) -> dict[str, Any]:
+def device_copy_bw(
+    nbytes: int, device: torch.device, *, warmup: int = 3, iters: int = 10
+) -> dict[str, Any]:
     n = max(nbytes // 4, 1)
     src = torch.ones(n, dtype=torch.float32, device=device)
     dst = torch.empty_like(src)
@@ -37,27 +45,31 @@ def device_copy_bw(nbytes: int, device: torch.device, *, warmup: int = 3, iters:
     return _row("device_copy", n * 4, 2 * n * 4, times, device=str(device))
 
 
-def host_device_bw(nbytes: int, device: torch.device, direction: str, *, warmup: int = 3,
-                   iters: int = 10) -> dict[str, Any]:
+def host_device_bw(
+    nbytes: int, device: torch.device, direction: str, *, warmup: int = 3, iters: int = 10
+) -> dict[str, Any]:
     if device.type != "cuda":
         raise ValueError(f"host<->device copies need a CUDA device, got {device}")
     n = max(nbytes // 4, 1)
     host = torch.ones(n, dtype=torch.float32).pin_memory()
     dev = torch.empty(n, dtype=torch.float32, device=device)
     src, dst = (host, dev) if direction == "h2d" else (dev, host)
-    times = time_iters(lambda: dst.copy_(src, non_blocking=True), device=device, warmup=warmup,
-                       iters=iters)
+    times = time_iters(
+        lambda: dst.copy_(src, non_blocking=True), device=device, warmup=warmup, iters=iters
+    )
     return _row(direction, n * 4, n * 4, times, device=str(device))
 
 
-def peer_copy_bw(nbytes: int, src: torch.device, dst: torch.device, *, warmup: int = 3,
-                 iters: int = 10) -> dict[str, Any]:
+def peer_copy_bw(
+    nbytes: int, src: torch.device, dst: torch.device, *, warmup: int = 3, iters: int = 10
+) -> dict[str, Any]:
     n = max(nbytes // 4, 1)
     a = torch.ones(n, dtype=torch.float32, device=src)
     b = torch.empty(n, dtype=torch.float32, device=dst)
     with torch.cuda.device(src):
-        times = time_iters(lambda: b.copy_(a, non_blocking=True), device=src, warmup=warmup,
-                           iters=iters)
+        times = time_iters(
+            lambda: b.copy_(a, non_blocking=True), device=src, warmup=warmup, iters=iters
+        )
     torch.cuda.synchronize(dst)
     peer = torch.cuda.can_device_access_peer(src.index, dst.index)
     return _row("peer_copy", n * 4, n * 4, times, src=str(src), dst=str(dst), peer_access=peer)

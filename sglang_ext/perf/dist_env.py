@@ -27,8 +27,9 @@ def bench_device(backend: str) -> torch.device:
     return torch.device("cpu")
 
 
-def init_dist(backend: str | None = None, *, timeout_s: float = 300.0
-              ) -> tuple[dist.ProcessGroup, torch.device]:
+def init_dist(
+    backend: str | None = None, *, timeout_s: float = 300.0
+) -> tuple[dist.ProcessGroup, torch.device]:
     """Join the torchrun group (or make a world of one); returns (group, device)."""
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     if backend == "nccl" and not torch.cuda.is_available():
@@ -46,8 +47,13 @@ def init_dist(backend: str | None = None, *, timeout_s: float = 300.0
 
 
 def _entry(rank: int, world: int, port: int, fn: Callable, args: tuple, timeout_s: float) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
     group, device = init_dist("gloo", timeout_s=timeout_s)
     try:
         fn(rank, group, device, *args)
@@ -61,5 +67,10 @@ def spawn_ranks(fn: Callable, world: int, *args: Any, timeout_s: float = 120.0) 
     ``fn`` must be picklable (module level).  A failing rank fails the call; the others
     stop at their next collective when the gloo timeout expires or their peer is gone.
     """
-    mp.start_processes(_entry, args=(world, free_port(), fn, args, timeout_s), nprocs=world,
-                       start_method="spawn", join=True)
+    mp.start_processes(
+        _entry,
+        args=(world, free_port(), fn, args, timeout_s),
+        nprocs=world,
+        start_method="spawn",
+        join=True,
+    )

@@ -70,9 +70,22 @@ def env_report() -> dict[str, Any]:
 
         for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
             p = torch.cuda.get_device_properties(i)
-            gpus.append({"index": i, "name": p.name, "memory_gb": p.total_memory / 1e9,
-                         "capability": f"{p.major}.{p.minor}", "sm_count": p.multi_processor_count})
+            gpus.append(
+                {
+                    "index": i,
+                    "name": p.name,
+                    "memory_gb": p.total_memory / 1e9,
+                    "capability": f"{p.major}.{p.minor}",
+                    "sm_count": p.multi_processor_count,
+                }
+            )
     except ImportError:
         pass
-    return {"env": env, "gpus": gpus, "nccl": nccl_version(), "peer_access": peer_access_matrix(),
-            "topology": gpu_topology(), "patch_status": patch_status()}
+    return {
+        "env": env,
+        "gpus": gpus,
+        "nccl": nccl_version(),
+        "peer_access": peer_access_matrix(),
+        "topology": gpu_topology(),
+        "patch_status": patch_status(),
+    }

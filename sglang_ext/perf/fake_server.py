@@ -32,7 +32,9 @@ class FakeServerConfig:
 
     def __post_init__(self) -> None:
         if self.prefill_delay_s < 0 or self.token_delay_s < 0:
-            raise ValueError(f"delays must be >= 0, got {self.prefill_delay_s}, {self.token_delay_s}")
+            raise ValueError(
+                f"delays must be >= 0, got {self.prefill_delay_s}, {self.token_delay_s}"
+            )
 
 
 @dataclass(slots=True)
@@ -80,9 +82,14 @@ class FakeServer:
             return web.Response(status=500, reason="fake failure")
         n = int(body["sampling_params"]["max_new_tokens"])
         plen = len(body.get("input_ids") or str(body.get("text", "")).split())
-        return await self._stream(request, n, lambda k: {
-            "text": "tok " * k,
-            "meta_info": {"prompt_tokens": plen, "completion_tokens": k, "id": "fake"}})
+        return await self._stream(
+            request,
+            n,
+            lambda k: {
+                "text": "tok " * k,
+                "meta_info": {"prompt_tokens": plen, "completion_tokens": k, "id": "fake"},
+            },
+        )
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
@@ -90,15 +97,22 @@ class FakeServer:
         if self._fail():
             return web.Response(status=500, reason="fake failure")
         n = int(body["max_tokens"])
-        return await self._stream(request, n, lambda k: {
-            "choices": [{"index": 0, "text": "tok "}],
-            "usage": {"completion_tokens": k} if k == n else None})
+        return await self._stream(
+            request,
+            n,
+            lambda k: {
+                "choices": [{"index": 0, "text": "tok "}],
+                "usage": {"completion_tokens": k} if k == n else None,
+            },
+        )
 
     async def _health(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
 
     async def _model_info(self, request: web.Request) -> web.Response:
-        return web.json_response({"model_path": "fake", "tokenizer_path": None, "is_generation": True})
+        return web.json_response(
+            {"model_path": "fake", "tokenizer_path": None, "is_generation": True}
+        )
 
     async def _start(self) -> None:
         app = web.Application()
@@ -146,8 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--token-delay-s", type=float, default=0.0)
     p.add_argument("--prefill-delay-s", type=float, default=0.0)
     a, ignored = p.parse_known_args(argv)  # stands in for a launcher: other flags are ignored
-    cfg = FakeServerConfig(host=a.host, port=a.port, token_delay_s=a.token_delay_s,
-                           prefill_delay_s=a.prefill_delay_s)
+    cfg = FakeServerConfig(
+        host=a.host, port=a.port, token_delay_s=a.token_delay_s, prefill_delay_s=a.prefill_delay_s
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with FakeServer(cfg):

@@ -24,12 +24,14 @@ def gpu_memory() -> list[dict[str, Any]]:
             h = pynvml.nvmlDeviceGetHandleByIndex(i)
             mem = pynvml.nvmlDeviceGetMemoryInfo(h)
             name = pynvml.nvmlDeviceGetName(h)
-            out.append({
-                "index": i,
-                "name": name.decode() if isinstance(name, bytes) else name,
-                "used_gb": mem.used / 1e9,
-                "total_gb": mem.total / 1e9,
-            })
+            out.append(
+                {
+                    "index": i,
+                    "name": name.decode() if isinstance(name, bytes) else name,
+                    "used_gb": mem.used / 1e9,
+                    "total_gb": mem.total / 1e9,
+                }
+            )
         return out
     finally:
         pynvml.nvmlShutdown()
@@ -45,6 +47,12 @@ def _torch_memory() -> list[dict[str, Any]]:
     out = []
     for i in range(torch.cuda.device_count()):
         free, total = torch.cuda.mem_get_info(i)
-        out.append({"index": i, "name": torch.cuda.get_device_name(i),
-                    "used_gb": (total - free) / 1e9, "total_gb": total / 1e9})
+        out.append(
+            {
+                "index": i,
+                "name": torch.cuda.get_device_name(i),
+                "used_gb": (total - free) / 1e9,
+                "total_gb": total / 1e9,
+            }
+        )
     return out

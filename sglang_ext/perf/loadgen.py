@@ -31,31 +31,58 @@ class LoadConfig:
     """One load run against a running server."""
 
     base_url: str = field(default="http://127.0.0.1:30000", metadata={"help": "server URL"})
-    backend: str = field(default="sglang", metadata={
-        "help": "sglang: POST /generate; openai: POST /v1/completions", "choices": tuple(REQUEST_FUNCS)})
+    backend: str = field(
+        default="sglang",
+        metadata={
+            "help": "sglang: POST /generate; openai: POST /v1/completions",
+            "choices": tuple(REQUEST_FUNCS),
+        },
+    )
     model: str = field(default="default", metadata={"help": "model name sent to /v1/completions"})
-    qps: float = field(default=math.inf, metadata={"help": "Poisson request rate (req/s); inf sends at once"})
+    qps: float = field(
+        default=math.inf, metadata={"help": "Poisson request rate (req/s); inf sends at once"}
+    )
     num_prompts: int | None = field(default=None, metadata={"help": "number of requests"})
-    duration_s: float | None = field(default=None, metadata={"help": "issue requests for this long"})
+    duration_s: float | None = field(
+        default=None, metadata={"help": "issue requests for this long"}
+    )
     sequence_length: int = field(default=128, metadata={"help": "input length in tokens"})
-    output_length: int = field(default=32, metadata={"help": "output length in tokens (ignore_eos)"})
-    max_concurrency: int | None = field(default=None, metadata={"help": "cap on in-flight requests"})
-    prompt_kind: str = field(default="ids", metadata={
-        "help": "ids: random token ids; text: random text decoded by --tokenizer", "choices": ("ids", "text")})
-    tokenizer: str | None = field(default=None, metadata={"help": "local tokenizer path (text prompts, retokenized counts)"})
-    vocab_size: int | None = field(default=None, metadata={"help": "vocab size for random ids without --tokenizer"})
+    output_length: int = field(
+        default=32, metadata={"help": "output length in tokens (ignore_eos)"}
+    )
+    max_concurrency: int | None = field(
+        default=None, metadata={"help": "cap on in-flight requests"}
+    )
+    prompt_kind: str = field(
+        default="ids",
+        metadata={
+            "help": "ids: random token ids; text: random text decoded by --tokenizer",
+            "choices": ("ids", "text"),
+        },
+    )
+    tokenizer: str | None = field(
+        default=None, metadata={"help": "local tokenizer path (text prompts, retokenized counts)"}
+    )
+    vocab_size: int | None = field(
+        default=None, metadata={"help": "vocab size for random ids without --tokenizer"}
+    )
     seed: int = field(default=0, metadata={"help": "seed for prompts and arrivals"})
-    warmup_requests: int = field(default=1, metadata={"help": "requests sent (and discarded) before the run"})
+    warmup_requests: int = field(
+        default=1, metadata={"help": "requests sent (and discarded) before the run"}
+    )
     slo_ttft_ms: float | None = field(default=None, metadata={"help": "goodput SLO on TTFT"})
     slo_tpot_ms: float | None = field(default=None, metadata={"help": "goodput SLO on TPOT"})
     slo_e2e_ms: float | None = field(default=None, metadata={"help": "goodput SLO on E2E latency"})
     disable_progress: bool = field(default=False, metadata={"help": "no progress bar"})
-    sample_gpu_memory: bool = field(default=True, metadata={"help": "sample this host's GPU memory during the run"})
+    sample_gpu_memory: bool = field(
+        default=True, metadata={"help": "sample this host's GPU memory during the run"}
+    )
 
     def __post_init__(self) -> None:
         if (self.num_prompts is None) == (self.duration_s is None):
             raise ValueError(
-                f"give exactly one of num_prompts ({self.num_prompts}) and duration_s ({self.duration_s})")
+                f"give exactly one of num_prompts ({self.num_prompts}) and duration_s ({self.duration_s})"
+            )
         if self.num_prompts is not None and self.num_prompts < 1:
             raise ValueError(f"num_prompts must be >= 1, got {self.num_prompts}")
         if self.duration_s is not None and self.duration_s <= 0:
@@ -63,19 +90,25 @@ class LoadConfig:
         if not self.qps > 0:
             raise ValueError(f"qps must be > 0 (or inf), got {self.qps}")
         if self.duration_s is not None and math.isinf(self.qps) and self.max_concurrency is None:
-            raise ValueError("qps=inf with duration_s would issue unboundedly many requests: "
-                             "set max_concurrency or use num_prompts")
+            raise ValueError(
+                "qps=inf with duration_s would issue unboundedly many requests: "
+                "set max_concurrency or use num_prompts"
+            )
         if self.max_concurrency is not None and self.max_concurrency < 1:
             raise ValueError(f"max_concurrency must be >= 1, got {self.max_concurrency}")
         if self.sequence_length < 1 or self.output_length < 1:
-            raise ValueError(f"sequence_length ({self.sequence_length}) and output_length "
-                             f"({self.output_length}) must be >= 1")
+            raise ValueError(
+                f"sequence_length ({self.sequence_length}) and output_length "
+                f"({self.output_length}) must be >= 1"
+            )
         if self.backend not in REQUEST_FUNCS:
             raise ValueError(f"backend {self.backend!r} is not one of {sorted(REQUEST_FUNCS)}")
         if self.prompt_kind == "text" and self.tokenizer is None:
             raise ValueError("prompt_kind='text' needs a local tokenizer: pass tokenizer=PATH")
         if self.prompt_kind == "ids" and self.tokenizer is None and self.vocab_size is None:
-            raise ValueError("random id prompts need the vocabulary: pass tokenizer=PATH or vocab_size=N")
+            raise ValueError(
+                "random id prompts need the vocabulary: pass tokenizer=PATH or vocab_size=N"
+            )
         if self.prompt_kind not in ("ids", "text"):
             raise ValueError(f"prompt_kind must be 'ids' or 'text', got {self.prompt_kind!r}")
 
@@ -91,8 +124,9 @@ class LoadResult:
     peak_gpu_mem_used_gb: float | None
 
 
-def make_prompts(cfg: LoadConfig, tokenizer: Any | None, rng: np.random.Generator
-                 ) -> Iterator[tuple[list[int] | str, int]]:
+def make_prompts(
+    cfg: LoadConfig, tokenizer: Any | None, rng: np.random.Generator
+) -> Iterator[tuple[list[int] | str, int]]:
     """Yield ``(prompt, prompt_len)`` forever: random ids, or text that re-encodes to the length."""
     if tokenizer is not None:
         vocab = len(tokenizer)
@@ -144,14 +178,23 @@ async def run_load(cfg: LoadConfig, tokenizer: Any | None = None) -> LoadResult:
         request_func = getattr(bs, func_name)
 
         def _input(prompt: Any, plen: int) -> Any:
-            return bs.RequestFuncInput(prompt=prompt, api_url=api_url, prompt_len=plen,
-                                       output_len=cfg.output_length, model=cfg.model,
-                                       lora_name=None, image_data=None, extra_request_body={})
+            return bs.RequestFuncInput(
+                prompt=prompt,
+                api_url=api_url,
+                prompt_len=plen,
+                output_len=cfg.output_length,
+                model=cfg.model,
+                lora_name=None,
+                image_data=None,
+                extra_request_body={},
+            )
 
         for _ in range(cfg.warmup_requests):
             out = await request_func(_input(*next(prompts)))
             if not out.success:
-                raise RuntimeError(f"warm-up request to {api_url} failed: {out.error.strip()[-500:]}")
+                raise RuntimeError(
+                    f"warm-up request to {api_url} failed: {out.error.strip()[-500:]}"
+                )
 
         sem = asyncio.Semaphore(cfg.max_concurrency) if cfg.max_concurrency else None
         total = cfg.num_prompts
@@ -197,8 +240,13 @@ async def run_load(cfg: LoadConfig, tokenizer: Any | None = None) -> LoadResult:
         if pbar is not None:
             pbar.close()
     mem = gpu_memory() if cfg.sample_gpu_memory else []
-    return LoadResult(prompt_lens=plens, outputs=list(outputs), duration_s=duration,
-                      gpu_memory=mem, peak_gpu_mem_used_gb=peak[0] if mem else None)
+    return LoadResult(
+        prompt_lens=plens,
+        outputs=list(outputs),
+        duration_s=duration,
+        gpu_memory=mem,
+        peak_gpu_mem_used_gb=peak[0] if mem else None,
+    )
 
 
 def run_load_sync(cfg: LoadConfig, tokenizer: Any | None = None) -> LoadResult:

@@ -19,8 +19,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-__all__ = ["plot_layer_heatmap", "plot_op_distribution", "plot_compute_comm", "plot_bandwidth",
-           "plot_latency_vs_seqlen", "plot_serving_comparison", "make_plots", "series_label"]
+__all__ = [
+    "plot_layer_heatmap",
+    "plot_op_distribution",
+    "plot_compute_comm",
+    "plot_bandwidth",
+    "plot_latency_vs_seqlen",
+    "plot_serving_comparison",
+    "make_plots",
+    "series_label",
+]
 
 log = logging.getLogger(__name__)
 Rec = dict[str, Any]
@@ -45,8 +53,9 @@ def plot_layer_heatmap(rec: Rec, path: Path) -> Path:
     ops = rec["metrics"]["ops"]
     layers = list(rec["metrics"]["layers"]) or sorted({k.rsplit(".", 1)[0] for k in ops})
     kinds = sorted({k.rsplit(".", 1)[1] for k in ops})
-    grid = np.array([[ops.get(f"{layer}.{k}", {}).get("mean_us", np.nan) for k in kinds]
-                     for layer in layers])
+    grid = np.array(
+        [[ops.get(f"{layer}.{k}", {}).get("mean_us", np.nan) for k in kinds] for layer in layers]
+    )
     fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(kinds), max(3.0, 1.2 + 0.35 * len(layers))))
     im = ax.imshow(grid, aspect="auto", cmap="viridis")
     ax.set_xticks(range(len(kinds)), kinds, rotation=30, ha="right")
@@ -70,9 +79,12 @@ def plot_compute_comm(recs: list[Rec], path: Path) -> Path:
     recs = sorted(recs, key=lambda r: r["metrics"].get("rank", 0))
     names = [f"rank {r['metrics'].get('rank', 0)}" for r in recs]
     b = [r["metrics"]["breakdown"] for r in recs]
-    parts = [("compute", [x["compute_us"] - x["overlap_us"] for x in b]),
-             ("comm overlapped", [x["overlap_us"] for x in b]),
-             ("comm exposed", [x["exposed_comm_us"] for x in b]), ("idle", [x["idle_us"] for x in b])]
+    parts = [
+        ("compute", [x["compute_us"] - x["overlap_us"] for x in b]),
+        ("comm overlapped", [x["overlap_us"] for x in b]),
+        ("comm exposed", [x["exposed_comm_us"] for x in b]),
+        ("idle", [x["idle_us"] for x in b]),
+    ]
     fig, ax = plt.subplots(figsize=(6, 1.2 + 0.5 * len(recs)))
     left = np.zeros(len(recs))
     for label, vals in parts:
@@ -143,10 +155,18 @@ def plot_serving_comparison(recs: list[Rec], path: Path) -> Path:
         vals = [r["metrics"][f"{s}_{k}_ms"] for k in ("ttft", "tpot", "e2e_latency") for s in stats]
         a1.bar(np.arange(len(vals)) + i * width, vals, width, label=label)
         pts = sorted((x["config"]["qps"], x["metrics"]["output_throughput"]) for x in rs)
-        a2.plot([p[0] if np.isfinite(p[0]) else np.nan for p in pts], [p[1] for p in pts],
-                marker="o", label=label)
-    a1.set_xticks(np.arange(9) + 0.4 - width / 2,
-                  [f"{s} {k}" for k in ("ttft", "tpot", "e2e") for s in stats], rotation=45, ha="right")
+        a2.plot(
+            [p[0] if np.isfinite(p[0]) else np.nan for p in pts],
+            [p[1] for p in pts],
+            marker="o",
+            label=label,
+        )
+    a1.set_xticks(
+        np.arange(9) + 0.4 - width / 2,
+        [f"{s} {k}" for k in ("ttft", "tpot", "e2e") for s in stats],
+        rotation=45,
+        ha="right",
+    )
     a1.set_yscale("log")
     a1.set_ylabel("ms")
     a1.set_title("latency distribution (heaviest load)")
@@ -182,8 +202,11 @@ def make_plots(records: Iterable[Rec], out_dir: str | Path) -> list[Path]:
     if len({r["config"].get("sequence_length") for r in serve}) > 1:
         made.append(plot_latency_vs_seqlen(serve, out_dir / "latency_vs_seqlen.png"))
     if by.get("scaling"):
-        made.append(plot_latency_vs_seqlen(by["scaling"], out_dir / "scaling_latency_vs_seqlen.png",
-                                           metric="latency_ms"))
+        made.append(
+            plot_latency_vs_seqlen(
+                by["scaling"], out_dir / "scaling_latency_vs_seqlen.png", metric="latency_ms"
+            )
+        )
     if serve:
         made.append(plot_serving_comparison(serve, out_dir / "serving_comparison.png"))
     log.info("wrote %d plots to %s", len(made), out_dir)

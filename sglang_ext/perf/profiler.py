@@ -36,11 +36,17 @@ class ProfileConfig:
     """What to profile and where the traces go."""
 
     name: str = field(default="profile", metadata={"help": "trace name: {name}_rank{r}.json"})
-    layer_pattern: str = field(default=r"(^|\.)layers\.\d+$",
-                               metadata={"help": "regex on module names selecting decoder layers"})
-    label_children: bool = field(default=True, metadata={"help": "also label each layer's direct children"})
+    layer_pattern: str = field(
+        default=r"(^|\.)layers\.\d+$",
+        metadata={"help": "regex on module names selecting decoder layers"},
+    )
+    label_children: bool = field(
+        default=True, metadata={"help": "also label each layer's direct children"}
+    )
     warmup: int = field(default=2, metadata={"help": "untimed iterations first"})
-    iters: int = field(default=5, metadata={"help": "profiled (and unprofiled, for overhead) iterations"})
+    iters: int = field(
+        default=5, metadata={"help": "profiled (and unprofiled, for overhead) iterations"}
+    )
     out_dir: str = field(default="bench/results/traces", metadata={"help": "trace folder"})
     record_shapes: bool = field(default=True, metadata={"help": "shapes (needed for comm bytes)"})
     profile_memory: bool = field(default=True, metadata={"help": "memory events"})
@@ -57,8 +63,9 @@ class ProfileConfig:
 
 
 @contextlib.contextmanager
-def label_modules(model: nn.Module, layer_pattern: str, *, label_children: bool = True
-                  ) -> Iterator[list[str]]:
+def label_modules(
+    model: nn.Module, layer_pattern: str, *, label_children: bool = True
+) -> Iterator[list[str]]:
     """Register the labelling hooks; yields the labelled layer names; removes hooks on exit."""
     rx = re.compile(layer_pattern)
     targets: list[tuple[str, nn.Module]] = []
@@ -71,8 +78,9 @@ def label_modules(model: nn.Module, layer_pattern: str, *, label_children: bool 
                 targets += [(f"{OP_PREFIX}{name}.{c}", m) for c, m in mod.named_children()]
     if not layer_names:
         sample = [n for n, _ in model.named_modules()][:12]
-        raise ValueError(f"no module name matches layer_pattern {layer_pattern!r}; "
-                         f"names look like {sample}")
+        raise ValueError(
+            f"no module name matches layer_pattern {layer_pattern!r}; names look like {sample}"
+        )
     handles = []
     for label, mod in targets:
         stack: list[Any] = []
@@ -109,8 +117,14 @@ def _timed(step: Callable[[], Any], n: int, device: torch.device) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def profile_model(model: nn.Module, step: Callable[[], Any], cfg: ProfileConfig, *,
-                  rank: int = 0, device: torch.device | None = None) -> dict[str, Any]:
+def profile_model(
+    model: nn.Module,
+    step: Callable[[], Any],
+    cfg: ProfileConfig,
+    *,
+    rank: int = 0,
+    device: torch.device | None = None,
+) -> dict[str, Any]:
     """Profile ``cfg.iters`` calls of ``step`` (which runs ``model``); returns the analysis."""
     device = device or next(model.parameters()).device
     for _ in range(cfg.warmup):
@@ -120,17 +134,32 @@ def profile_model(model: nn.Module, step: Callable[[], Any], cfg: ProfileConfig,
     out = Path(cfg.out_dir) / f"{cfg.name}_rank{rank}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     with label_modules(model, cfg.layer_pattern, label_children=cfg.label_children) as names:
-        with profile(activities=acts, record_shapes=cfg.record_shapes,
-                     profile_memory=cfg.profile_memory) as prof:
+        with profile(
+            activities=acts, record_shapes=cfg.record_shapes, profile_memory=cfg.profile_memory
+        ) as prof:
             prof_s = _timed(step, cfg.iters, device)
     prof.export_chrome_trace(str(out))
     itemsize = next(model.parameters()).element_size()
     res = analyze_trace(out, default_itemsize=itemsize)
-    res.update({"trace": str(out), "rank": rank, "labelled_layers": names, "iters": cfg.iters,
-                "iter_ms": base_s * 1e3, "profiled_iter_ms": prof_s * 1e3,
-                "profiler_overhead_pct": (prof_s / base_s - 1) * 100})
+    res.update(
+        {
+            "trace": str(out),
+            "rank": rank,
+            "labelled_layers": names,
+            "iters": cfg.iters,
+            "iter_ms": base_s * 1e3,
+            "profiled_iter_ms": prof_s * 1e3,
+            "profiler_overhead_pct": (prof_s / base_s - 1) * 100,
+        }
+    )
     if device.type == "cuda":
         res["max_memory_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-    log.info("rank %d: %d layers, %.2f ms/iter, profiler overhead %.0f%%, trace %s", rank,
-             len(names), base_s * 1e3, res["profiler_overhead_pct"], out)
+    log.info(
+        "rank %d: %d layers, %.2f ms/iter, profiler overhead %.0f%%, trace %s",
+        rank,
+        len(names),
+        base_s * 1e3,
+        res["profiler_overhead_pct"],
+        out,
+    )
     return res

@@ -24,8 +24,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["speedup", "efficiency", "pp_bubble_ratio", "measured_bubble_ratio", "scaling_table",
-           "run_bench_one_batch", "BENCH_ONE_BATCH_METRICS"]
+__all__ = [
+    "speedup",
+    "efficiency",
+    "pp_bubble_ratio",
+    "measured_bubble_ratio",
+    "scaling_table",
+    "run_bench_one_batch",
+    "BENCH_ONE_BATCH_METRICS",
+]
 
 log = logging.getLogger(__name__)
 BENCH_ONE_BATCH_METRICS = ("prefill_latency", "median_decode_latency", "total_latency")
@@ -45,21 +52,29 @@ def efficiency(t_base: float, t_n: float, n: int) -> float:
 
 def pp_bubble_ratio(num_stages: int, num_microbatches: int) -> float:
     if num_stages < 1 or num_microbatches < 1:
-        raise ValueError(f"need stages >= 1 and microbatches >= 1, got {num_stages}, {num_microbatches}")
+        raise ValueError(
+            f"need stages >= 1 and microbatches >= 1, got {num_stages}, {num_microbatches}"
+        )
     return (num_stages - 1) / (num_microbatches + num_stages - 1)
 
 
 def measured_bubble_ratio(stage_busy_s: Sequence[float], span_s: float) -> float:
     if span_s <= 0 or not stage_busy_s:
-        raise ValueError(f"need a positive span and at least one stage, got {span_s}, {stage_busy_s}")
+        raise ValueError(
+            f"need a positive span and at least one stage, got {span_s}, {stage_busy_s}"
+        )
     if max(stage_busy_s) > span_s * (1 + 1e-9):
         raise ValueError(f"a stage was busy ({max(stage_busy_s)}) longer than the span ({span_s})")
     return 1.0 - sum(stage_busy_s) / (len(stage_busy_s) * span_s)
 
 
-def scaling_table(rows: Sequence[dict[str, Any]], *, parallel_key: str = "tp_size",
-                  keys: Sequence[str] = ("batch_size", "input_len", "output_len"),
-                  metrics: Sequence[str] = BENCH_ONE_BATCH_METRICS) -> list[dict[str, Any]]:
+def scaling_table(
+    rows: Sequence[dict[str, Any]],
+    *,
+    parallel_key: str = "tp_size",
+    keys: Sequence[str] = ("batch_size", "input_len", "output_len"),
+    metrics: Sequence[str] = BENCH_ONE_BATCH_METRICS,
+) -> list[dict[str, Any]]:
     """Copy of ``rows`` with ``speedup_<m>`` and ``efficiency_<m>`` against the n=1 row."""
     base = {tuple(r.get(k) for k in keys): r for r in rows if r.get(parallel_key, 1) == 1}
     out = []
@@ -75,17 +90,31 @@ def scaling_table(rows: Sequence[dict[str, Any]], *, parallel_key: str = "tp_siz
     return out
 
 
-def run_bench_one_batch(server_args: Sequence[str], *, batch_sizes: Sequence[int],
-                        input_lens: Sequence[int], output_len: int,
-                        runner: str = f"{sys.executable} -m sglang.bench_one_batch",
-                        timeout_s: float = 3600.0, log_path: str | Path | None = None
-                        ) -> list[dict[str, Any]]:
+def run_bench_one_batch(
+    server_args: Sequence[str],
+    *,
+    batch_sizes: Sequence[int],
+    input_lens: Sequence[int],
+    output_len: int,
+    runner: str = f"{sys.executable} -m sglang.bench_one_batch",
+    timeout_s: float = 3600.0,
+    log_path: str | Path | None = None,
+) -> list[dict[str, Any]]:
     """Run bench_one_batch once (all batch sizes x input lengths); return its result rows."""
     fd, result = tempfile.mkstemp(suffix=".jsonl")
     os.close(fd)
-    cmd = [*shlex.split(runner), *server_args, "--batch-size", *map(str, batch_sizes),
-           "--input-len", *map(str, input_lens), "--output-len", str(output_len),
-           "--result-filename", result]
+    cmd = [
+        *shlex.split(runner),
+        *server_args,
+        "--batch-size",
+        *map(str, batch_sizes),
+        "--input-len",
+        *map(str, input_lens),
+        "--output-len",
+        str(output_len),
+        "--result-filename",
+        result,
+    ]
     log.info("running %s", " ".join(cmd))
     log_f = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(cmd, stdout=log_f, stderr=subprocess.STDOUT, start_new_session=True)
@@ -102,8 +131,10 @@ def run_bench_one_batch(server_args: Sequence[str], *, batch_sizes: Sequence[int
         if log_path:
             log_f.close()
     if rc != 0:
-        raise RuntimeError(f"bench_one_batch {'timed out' if rc is None else f'exited {rc}'}: "
-                           f"{' '.join(cmd)} (log: {log_path or 'pass log_path to keep it'})")
+        raise RuntimeError(
+            f"bench_one_batch {'timed out' if rc is None else f'exited {rc}'}: "
+            f"{' '.join(cmd)} (log: {log_path or 'pass log_path to keep it'})"
+        )
     rows = [json.loads(line) for line in Path(result).read_text().splitlines() if line.strip()]
     os.unlink(result)
     if not rows:

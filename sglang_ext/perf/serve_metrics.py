@@ -59,9 +59,15 @@ def serving_metrics(
     ok = [o for o in outputs if o.success]
     if ok:
         base, _ = bs.calculate_metrics(
-            input_requests=rows, outputs=list(outputs), dur_s=duration_s,
-            tokenizer=tokenizer or _NoRetokenize(), backend="sglang")
-        b = {k: float(v) if isinstance(v, float) else v for k, v in dataclasses.asdict(base).items()}
+            input_requests=rows,
+            outputs=list(outputs),
+            dur_s=duration_s,
+            tokenizer=tokenizer or _NoRetokenize(),
+            backend="sglang",
+        )
+        b = {
+            k: float(v) if isinstance(v, float) else v for k, v in dataclasses.asdict(base).items()
+        }
     else:  # bench_serving's np.percentile raises on an all-failed run
         b = {f.name: 0 for f in dataclasses.fields(bs.BenchmarkMetrics)}
     ttfts = [o.ttft for o in ok]
@@ -87,8 +93,16 @@ def serving_metrics(
     for name, vals in (("ttft", ttfts), ("tpot", tpots), ("itl", itls), ("e2e_latency", e2es)):
         m.update(summarize(vals, name))
     # bench_serving's own numbers must agree with ours; keep its p99s as the reference
-    for k in ("mean_ttft_ms", "median_ttft_ms", "p99_ttft_ms", "mean_tpot_ms", "p99_tpot_ms",
-              "mean_itl_ms", "p99_itl_ms", "max_itl_ms"):
+    for k in (
+        "mean_ttft_ms",
+        "median_ttft_ms",
+        "p99_ttft_ms",
+        "mean_tpot_ms",
+        "p99_tpot_ms",
+        "mean_itl_ms",
+        "p99_itl_ms",
+        "max_itl_ms",
+    ):
         m[k] = b[k]
     if ok:
         for k in ("mean_e2e_latency_ms", "median_e2e_latency_ms", "p99_e2e_latency_ms"):
@@ -98,9 +112,11 @@ def serving_metrics(
         good = 0
         for o in ok:
             tpot = per_request_tpot(o) or 0.0
-            if ((slo_ttft_ms is None or o.ttft * 1000 <= slo_ttft_ms)
-                    and (slo_tpot_ms is None or tpot * 1000 <= slo_tpot_ms)
-                    and (slo_e2e_ms is None or o.latency * 1000 <= slo_e2e_ms)):
+            if (
+                (slo_ttft_ms is None or o.ttft * 1000 <= slo_ttft_ms)
+                and (slo_tpot_ms is None or tpot * 1000 <= slo_tpot_ms)
+                and (slo_e2e_ms is None or o.latency * 1000 <= slo_e2e_ms)
+            ):
                 good += 1
         m["good_requests"] = good
         m["request_goodput"] = good / duration_s

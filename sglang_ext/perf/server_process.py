@@ -71,8 +71,11 @@ class ServerProcess:
         self.ready_timeout_s = ready_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.env = env
-        self.log_path = Path(log_path) if log_path else Path(
-            tempfile.mkstemp(prefix="server_", suffix=".log")[1])
+        self.log_path = (
+            Path(log_path)
+            if log_path
+            else Path(tempfile.mkstemp(prefix="server_", suffix=".log")[1])
+        )
         self.proc: subprocess.Popen | None = None
         self.startup_s: float | None = None
 
@@ -86,14 +89,16 @@ class ServerProcess:
         log.info("starting server: %s (log %s)", " ".join(self.cmd), self.log_path)
         env = {**os.environ, **(self.env or {})}
         with self.log_path.open("wb") as f:
-            self.proc = subprocess.Popen(self.cmd, stdout=f, stderr=subprocess.STDOUT,
-                                         start_new_session=True, env=env)
+            self.proc = subprocess.Popen(
+                self.cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True, env=env
+            )
         t0 = time.perf_counter()
         while True:
             if self.proc.poll() is not None:
                 raise RuntimeError(
                     f"server exited with code {self.proc.returncode} before it was ready; "
-                    f"command: {' '.join(self.cmd)}\nlast log lines:\n{self.log_tail()}")
+                    f"command: {' '.join(self.cmd)}\nlast log lines:\n{self.log_tail()}"
+                )
             if any(http_ok(self.base_url + p) for p in self.ready_paths):
                 self.startup_s = time.perf_counter() - t0
                 log.info("server ready after %.1f s", self.startup_s)
@@ -103,7 +108,8 @@ class ServerProcess:
                 raise TimeoutError(
                     f"server not ready at {self.base_url}{list(self.ready_paths)} after "
                     f"{self.ready_timeout_s:.0f} s (raise ready_timeout_s if loading is slow)\n"
-                    f"last log lines:\n{self.log_tail()}")
+                    f"last log lines:\n{self.log_tail()}"
+                )
             time.sleep(0.2)
 
     def stop(self) -> None:

@@ -11,8 +11,9 @@ __all__ = ["summarize", "PERCENTILES"]
 PERCENTILES = (90, 95, 99)
 
 
-def summarize(values: Sequence[float], name: str, *, scale: float = 1000.0, unit: str = "ms"
-              ) -> dict[str, float]:
+def summarize(
+    values: Sequence[float], name: str, *, scale: float = 1000.0, unit: str = "ms"
+) -> dict[str, float]:
     """``{mean_<name>_<unit>, median_, std_, p90_, p95_, p99_, max_}`` of ``values * scale``.
 
     Percentiles use numpy's default linear interpolation, as bench_serving does.

@@ -41,12 +41,12 @@ def time_iters(
             barrier()
         starts = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
         ends = [torch.cuda.Event(enable_timing=True) for _ in range(iters)]
-        for s, e in zip(starts, ends):
+        for s, e in zip(starts, ends, strict=True):
             s.record()
             fn()
             e.record()
         torch.cuda.synchronize(device)
-        return [s.elapsed_time(e) / 1e3 for s, e in zip(starts, ends)]
+        return [s.elapsed_time(e) / 1e3 for s, e in zip(starts, ends, strict=True)]
     out = []
     for _ in range(iters):
         if barrier is not None:

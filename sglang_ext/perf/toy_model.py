@@ -25,8 +25,9 @@ class _Attn(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, T, D]
         b, t, d = x.shape
         q, k, v = self.qkv_proj(x).view(b, t, 3, self.heads, d // self.heads).unbind(2)
-        o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                           is_causal=True)
+        o = F.scaled_dot_product_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True
+        )
         return self.o_proj(o.transpose(1, 2).reshape(b, t, d))
 
 
@@ -59,8 +60,15 @@ class _Layer(nn.Module):
 
 
 class _Body(nn.Module):
-    def __init__(self, vocab: int, d: int, ff: int, heads: int, n_layers: int,
-                 group: dist.ProcessGroup | None) -> None:
+    def __init__(
+        self,
+        vocab: int,
+        d: int,
+        ff: int,
+        heads: int,
+        n_layers: int,
+        group: dist.ProcessGroup | None,
+    ) -> None:
         super().__init__()
         self.embed_tokens = nn.Embedding(vocab, d)
         self.layers = nn.ModuleList(_Layer(d, ff, heads, group) for _ in range(n_layers))
@@ -68,8 +76,16 @@ class _Body(nn.Module):
 
 
 class ToyDecoder(nn.Module):
-    def __init__(self, *, vocab: int = 1024, hidden: int = 256, ffn: int = 1024, heads: int = 4,
-                 layers: int = 4, group: dist.ProcessGroup | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        vocab: int = 1024,
+        hidden: int = 256,
+        ffn: int = 1024,
+        heads: int = 4,
+        layers: int = 4,
+        group: dist.ProcessGroup | None = None,
+    ) -> None:
         super().__init__()
         if hidden % heads:
             raise ValueError(f"hidden ({hidden}) must be divisible by heads ({heads})")
@@ -83,18 +99,34 @@ class ToyDecoder(nn.Module):
         return self.lm_head(self.model.norm(x))
 
 
-def build_model(kind: str, *, hidden: int, ffn: int, heads: int, layers: int, vocab: int,
-                group: dist.ProcessGroup | None = None) -> nn.Module:
+def build_model(
+    kind: str,
+    *,
+    hidden: int,
+    ffn: int,
+    heads: int,
+    layers: int,
+    vocab: int,
+    group: dist.ProcessGroup | None = None,
+) -> nn.Module:
     """``toy`` (this file) or ``qwen3`` (transformers' Qwen3, random weights)."""
     if kind == "toy":
-        return ToyDecoder(vocab=vocab, hidden=hidden, ffn=ffn, heads=heads, layers=layers, group=group)
+        return ToyDecoder(
+            vocab=vocab, hidden=hidden, ffn=ffn, heads=heads, layers=layers, group=group
+        )
     if kind != "qwen3":
         raise ValueError(f"model kind {kind!r}: use 'toy' or 'qwen3'")
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    cfg = Qwen3Config(vocab_size=vocab, hidden_size=hidden, intermediate_size=ffn,
-                      num_hidden_layers=layers, num_attention_heads=heads,
-                      num_key_value_heads=heads, head_dim=hidden // heads)
+    cfg = Qwen3Config(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=ffn,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        head_dim=hidden // heads,
+    )
     m = Qwen3ForCausalLM(cfg)
     if group is not None:
         for layer in m.model.layers:

@@ -28,9 +28,20 @@ __all__ = ["load_events", "comm_kind", "analyze_trace", "LAYER_PREFIX", "OP_PREF
 
 LAYER_PREFIX = "layer::"
 OP_PREFIX = "op::"
-_ITEMSIZE = {"float": 4, "c10::Half": 2, "c10::BFloat16": 2, "double": 8, "int": 4,
-             "long int": 8, "signed char": 1, "unsigned char": 1, "bool": 1, "short int": 2,
-             "c10::Float8_e4m3fn": 1, "c10::Float8_e5m2": 1}
+_ITEMSIZE = {
+    "float": 4,
+    "c10::Half": 2,
+    "c10::BFloat16": 2,
+    "double": 8,
+    "int": 4,
+    "long int": 8,
+    "signed char": 1,
+    "unsigned char": 1,
+    "bool": 1,
+    "short int": 2,
+    "c10::Float8_e4m3fn": 1,
+    "c10::Float8_e5m2": 1,
+}
 
 
 def load_events(path: str | Path) -> list[dict[str, Any]]:
@@ -44,10 +55,17 @@ def comm_kind(name: str) -> str | None:
     low = re.sub(r"[^a-z]", "", name.lower())
     if not (name.startswith(("c10d::", "gloo:", "nccl")) or "nccl" in low):
         return None
-    for key, kind in (("allreduce", "all_reduce"), ("allgather", "all_gather"),
-                      ("reducescatter", "reduce_scatter"), ("broadcast", "broadcast"),
-                      ("alltoall", "all_to_all"), ("sendrecv", "sendrecv"), ("send", "send"),
-                      ("recv", "recv"), ("barrier", "barrier")):
+    for key, kind in (
+        ("allreduce", "all_reduce"),
+        ("allgather", "all_gather"),
+        ("reducescatter", "reduce_scatter"),
+        ("broadcast", "broadcast"),
+        ("alltoall", "all_to_all"),
+        ("sendrecv", "sendrecv"),
+        ("send", "send"),
+        ("recv", "recv"),
+        ("barrier", "barrier"),
+    ):
         if key in low:
             return kind
     return "other_comm"
@@ -80,14 +98,25 @@ def _intersection(x: list[tuple[float, float]], y: list[tuple[float, float]]) ->
     return tot
 
 
-_PARAM_DTYPE = {"Float": 4, "BFloat16": 2, "Half": 2, "Double": 8, "Int": 4, "Long": 8,
-                "Byte": 1, "Char": 1, "Bool": 1, "Float8_e4m3fn": 1, "Float8_e5m2": 1}
+_PARAM_DTYPE = {
+    "Float": 4,
+    "BFloat16": 2,
+    "Half": 2,
+    "Double": 8,
+    "Int": 4,
+    "Long": 8,
+    "Byte": 1,
+    "Char": 1,
+    "Bool": 1,
+    "Float8_e4m3fn": 1,
+    "Float8_e5m2": 1,
+}
 
 
 def _input_bytes(ev: dict[str, Any], default_itemsize: int) -> int:
     """Bytes of a c10d op's first tensor input (a TensorList records no dtype: default)."""
     args = ev.get("args", {})
-    for d, t in zip(args.get("Input Dims") or [], args.get("Input type") or []):
+    for d, t in zip(args.get("Input Dims") or [], args.get("Input type") or [], strict=False):
         if not isinstance(d, list) or not d:
             continue
         shape = d[0] if isinstance(d[0], list) else d
@@ -121,9 +150,12 @@ def _self_times(evs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], float, 
     return out
 
 
-def analyze_trace(path: str | Path, *, top_k: int = 10, default_itemsize: int = 4) -> dict[str, Any]:
+def analyze_trace(
+    path: str | Path, *, top_k: int = 10, default_itemsize: int = 4
+) -> dict[str, Any]:
     """Layer/op times, op distribution, communication, compute-vs-comm and bottlenecks."""
-    events = [e for e in load_events(path) if e.get("ph") == "X" and "dur" in e]
+    raw = load_events(path)
+    events = [e for e in raw if e.get("ph") == "X" and "dur" in e]
     kernels = [e for e in events if e.get("cat") == "kernel"]
     gpu = bool(kernels)
     ann_cat = "gpu_user_annotation" if gpu else "user_annotation"
@@ -133,15 +165,21 @@ def analyze_trace(path: str | Path, *, top_k: int = 10, default_itemsize: int = 
         if e.get("cat") != ann_cat:
             continue
         if e["name"].startswith(LAYER_PREFIX):
-            layers[e["name"][len(LAYER_PREFIX):]].append(e["dur"])
+            layers[e["name"][len(LAYER_PREFIX) :]].append(e["dur"])
         elif e["name"].startswith(OP_PREFIX):
-            ops[e["name"][len(OP_PREFIX):]].append(e["dur"])
+            ops[e["name"][len(OP_PREFIX) :]].append(e["dur"])
 
     # communication: counts and bytes from c10d ops, time from the backend's own events
-    comm: dict[str, dict[str, float]] = defaultdict(lambda: {"count": 0, "bytes": 0, "time_us": 0.0})
+    comm: dict[str, dict[str, float]] = defaultdict(
+        lambda: {"count": 0, "bytes": 0, "time_us": 0.0}
+    )
     cpu_ops = [e for e in events if e.get("cat") == "cpu_op"]
-    params = [e for e in cpu_ops if e["name"] == "record_param_comms"
-              and comm_kind("c10d::" + str(e.get("args", {}).get("Collective name", "")))]
+    params = [
+        e
+        for e in cpu_ops
+        if e["name"] == "record_param_comms"
+        and comm_kind("c10d::" + str(e.get("args", {}).get("Collective name", "")))
+    ]
     for e in params or cpu_ops:
         if params:  # NCCL records the message size and dtype explicitly
             k = comm_kind("c10d::" + str(e["args"]["Collective name"]))
@@ -157,13 +195,18 @@ def analyze_trace(path: str | Path, *, top_k: int = 10, default_itemsize: int = 
         comm_ev = [e for e in kernels if comm_kind(e["name"])]
         compute_ev = [e for e in kernels if not comm_kind(e["name"])]
     else:
-        comm_ev = [e for e in events if e.get("cat") == "user_annotation" and e["name"].startswith("gloo:")]
+        comm_ev = [
+            e for e in events if e.get("cat") == "user_annotation" and e["name"].startswith("gloo:")
+        ]
         by_tid: dict[Any, float] = defaultdict(float)
         for e in cpu_ops:
             by_tid[e.get("tid")] += e["dur"]
         main_tid = max(by_tid, key=by_tid.get) if by_tid else None
-        compute_ev = [e for e, _, d in _self_times([e for e in cpu_ops if e.get("tid") == main_tid])
-                      if d == 0 and not e["name"].startswith("c10d::")]
+        compute_ev = [
+            e
+            for e, _, d in _self_times([e for e in cpu_ops if e.get("tid") == main_tid])
+            if d == 0 and not e["name"].startswith("c10d::")
+        ]
     for e in comm_ev:
         k = comm_kind(e["name"])
         if k and k != "barrier":
@@ -177,9 +220,15 @@ def analyze_trace(path: str | Path, *, top_k: int = 10, default_itemsize: int = 
     span = (all_iv[-1][1] - all_iv[0][0]) if all_iv else 0.0
     comp_us, comm_us = _length(comp_iv), _length(comm_iv)
     overlap = _intersection(comp_iv, comm_iv)
-    breakdown = {"compute_us": comp_us, "comm_us": comm_us, "overlap_us": overlap,
-                 "exposed_comm_us": comm_us - overlap, "idle_us": span - _length(all_iv),
-                 "span_us": span, "comm_overlap_fraction": overlap / comm_us if comm_us else 0.0}
+    breakdown = {
+        "compute_us": comp_us,
+        "comm_us": comm_us,
+        "overlap_us": overlap,
+        "exposed_comm_us": comm_us - overlap,
+        "idle_us": span - _length(all_iv),
+        "span_us": span,
+        "comm_overlap_fraction": overlap / comm_us if comm_us else 0.0,
+    }
 
     # op time distribution: GPU kernels by name, or CPU ops by self time (main thread)
     dist_: dict[str, float] = defaultdict(float)
@@ -191,19 +240,24 @@ def analyze_trace(path: str | Path, *, top_k: int = 10, default_itemsize: int = 
             dist_[e["name"]] += self_t
     total = sum(dist_.values()) or 1.0
     top = sorted(dist_.items(), key=lambda kv: -kv[1])[:top_k]
-    mem = [e for e in load_events(path) if e.get("name") == "[memory]"]
+    mem = [e for e in raw if e.get("name") == "[memory]"]
     peak = max((e.get("args", {}).get("Total Allocated", 0) for e in mem), default=0)
-    summary = lambda d: {k: {"count": len(v), "total_us": sum(v), "mean_us": sum(v) / len(v)}  # noqa: E731
-                         for k, v in sorted(d.items(), key=lambda kv: _natural(kv[0]))}
     return {
         "device": "gpu" if gpu else "cpu",
-        "layers": summary(layers),
-        "ops": summary(ops),
+        "layers": _summary(layers),
+        "ops": _summary(ops),
         "op_time_us": dict(sorted(dist_.items(), key=lambda kv: -kv[1])),
         "comm": {k: dict(v) for k, v in comm.items()},
         "breakdown": breakdown,
         "bottlenecks": [{"name": k, "total_us": v, "share": v / total} for k, v in top],
         "peak_mem_allocated_mb": peak / 2**20,
+    }
+
+
+def _summary(d: dict[str, list[float]]) -> dict[str, dict[str, float]]:
+    return {
+        k: {"count": len(v), "total_us": sum(v), "mean_us": sum(v) / len(v)}
+        for k, v in sorted(d.items(), key=lambda kv: _natural(kv[0]))
     }
 
 

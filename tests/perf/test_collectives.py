@@ -5,8 +5,13 @@ import json
 import pytest
 import torch
 
-from sglang_ext.perf.collectives import (CollectiveConfig, bus_factor, op_bytes, run_sweep,
-                                         size_sweep)
+from sglang_ext.perf.collectives import (
+    CollectiveConfig,
+    bus_factor,
+    op_bytes,
+    run_sweep,
+    size_sweep,
+)
 from sglang_ext.perf.devbw import device_copy_bw
 from sglang_ext.perf.dist_env import spawn_ranks
 
@@ -30,8 +35,13 @@ def test_sizes_and_counts_by_hand():
 
 
 def _worker(rank, group, device, path):
-    cfg = CollectiveConfig(ops=("all_reduce", "all_gather", "reduce_scatter", "broadcast",
-                                "sendrecv"), min_bytes=1024, max_bytes=8192, warmup=1, iters=3)
+    cfg = CollectiveConfig(
+        ops=("all_reduce", "all_gather", "reduce_scatter", "broadcast", "sendrecv"),
+        min_bytes=1024,
+        max_bytes=8192,
+        warmup=1,
+        iters=3,
+    )
     rows = run_sweep(cfg, group=group, device=device)
     if rank == 0:
         with open(path, "w") as f:
@@ -43,13 +53,20 @@ def test_two_gloo_ranks(tmp_path):
     spawn_ranks(_worker, 2, str(path))
     rows = json.loads(path.read_text())
     assert [(r["op"], r["size_bytes"]) for r in rows] == [
-        (op, s) for op in ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "sendrecv")
-        for s in (1024, 2048, 4096, 8192)]
+        (op, s)
+        for op in ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "sendrecv")
+        for s in (1024, 2048, 4096, 8192)
+    ]
     for r in rows:
         t = r["time_us"] / 1e6
         algbw = r["size_bytes"] / t / 1e9  # GB/s, 1e9 as nccl-tests
-        factor = {"all_reduce": 2 * 1 / 2, "all_gather": 1 / 2, "reduce_scatter": 1 / 2,
-                  "broadcast": 1, "sendrecv": 1}[r["op"]]
+        factor = {
+            "all_reduce": 2 * 1 / 2,
+            "all_gather": 1 / 2,
+            "reduce_scatter": 1 / 2,
+            "broadcast": 1,
+            "sendrecv": 1,
+        }[r["op"]]
         assert r["algbw_gbps"] == pytest.approx(algbw, rel=1e-9)
         assert r["busbw_gbps"] == pytest.approx(algbw * factor, rel=1e-9)
         assert r["world_size"] == 2 and r["count"] == r["size_bytes"] // 4

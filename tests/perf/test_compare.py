@@ -18,12 +18,23 @@ def test_fake_servers_compared(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     cfg = CompareConfig(
         configs=("dp:--single-expert-mode dp", "tp:--single-expert-mode tp --token-delay-s 0.003"),
-        launcher=f"{sys.executable} -m sglang_ext.perf.fake_server", qps=(20.0, float("inf")),
-        num_prompts=8, sequence_length=8, output_length=4, vocab_size=100, warmup_requests=1,
-        ready_timeout_s=60, out_dir=str(tmp_path))
+        launcher=f"{sys.executable} -m sglang_ext.perf.fake_server",
+        qps=(20.0, float("inf")),
+        num_prompts=8,
+        sequence_length=8,
+        output_length=4,
+        vocab_size=100,
+        warmup_requests=1,
+        ready_timeout_s=60,
+        out_dir=str(tmp_path),
+    )
     records, report = run_comparison(cfg)
     assert [(r["config"]["label"], r["config"]["qps"]) for r in records] == [
-        ("dp", 20.0), ("dp", float("inf")), ("tp", 20.0), ("tp", float("inf"))]
+        ("dp", 20.0),
+        ("dp", float("inf")),
+        ("tp", 20.0),
+        ("tp", float("inf")),
+    ]
     for r in records:
         m = r["metrics"]
         assert m["completed"] == 8 and m["failed_requests"] == 0
@@ -46,12 +57,20 @@ def test_bad_config_entry():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (ROOT / "sglang_ext" / "launch_server.py").exists(),
-                    reason="sglang_ext/launch_server.py not written yet")
+@pytest.mark.skipif(
+    not (ROOT / "sglang_ext" / "launch_server.py").exists(),
+    reason="sglang_ext/launch_server.py not written yet",
+)
 def test_real_launcher_dp_vs_tp(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    cfg = CompareConfig(num_prompts=4, sequence_length=16, output_length=4, warmup_requests=1,
-                        ready_timeout_s=600, out_dir=str(tmp_path))
+    cfg = CompareConfig(
+        num_prompts=4,
+        sequence_length=16,
+        output_length=4,
+        warmup_requests=1,
+        ready_timeout_s=600,
+        out_dir=str(tmp_path),
+    )
     records, report = run_comparison(cfg)
     assert [r["config"]["label"] for r in records] == ["dp", "tp"]
     for r in records:

@@ -28,9 +28,19 @@ def server():
 def test_num_prompts_streaming(server, backend):
     srv, url = server
     before = srv.stats.requests
-    cfg = LoadConfig(base_url=url, backend=backend, num_prompts=24, qps=40.0, sequence_length=7,
-                     output_length=6, vocab_size=50, max_concurrency=8, disable_progress=True,
-                     warmup_requests=1, sample_gpu_memory=False)
+    cfg = LoadConfig(
+        base_url=url,
+        backend=backend,
+        num_prompts=24,
+        qps=40.0,
+        sequence_length=7,
+        output_length=6,
+        vocab_size=50,
+        max_concurrency=8,
+        disable_progress=True,
+        warmup_requests=1,
+        sample_gpu_memory=False,
+    )
     res = run_load_sync(cfg)
     assert srv.stats.requests - before == 25  # warm-up + 24
     assert len(res.outputs) == 24 and res.prompt_lens == [7] * 24
@@ -56,9 +66,18 @@ def test_num_prompts_streaming(server, backend):
 
 def test_duration_mode_and_concurrency_cap(server):
     _, url = server
-    cfg = LoadConfig(base_url=url, duration_s=1.0, qps=math.inf, max_concurrency=2,
-                     sequence_length=4, output_length=4, vocab_size=50, disable_progress=True,
-                     warmup_requests=0, sample_gpu_memory=False)
+    cfg = LoadConfig(
+        base_url=url,
+        duration_s=1.0,
+        qps=math.inf,
+        max_concurrency=2,
+        sequence_length=4,
+        output_length=4,
+        vocab_size=50,
+        disable_progress=True,
+        warmup_requests=0,
+        sample_gpu_memory=False,
+    )
     t0 = time.perf_counter()
     res = run_load_sync(cfg)
     assert time.perf_counter() - t0 < 4.0
@@ -70,9 +89,16 @@ def test_duration_mode_and_concurrency_cap(server):
 
 def test_failures_are_counted_with_errors():
     with FakeServer(FakeServerConfig(fail_every=3)) as url:
-        cfg = LoadConfig(base_url=url, num_prompts=9, sequence_length=3, output_length=2,
-                         vocab_size=20, disable_progress=True, warmup_requests=0,
-                         sample_gpu_memory=False)
+        cfg = LoadConfig(
+            base_url=url,
+            num_prompts=9,
+            sequence_length=3,
+            output_length=2,
+            vocab_size=20,
+            disable_progress=True,
+            warmup_requests=0,
+            sample_gpu_memory=False,
+        )
         res = run_load_sync(cfg)
     m = serving_metrics(res.prompt_lens, res.outputs, res.duration_s)
     assert m["failed_requests"] == 3 and m["completed"] == 6

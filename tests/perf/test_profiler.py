@@ -17,8 +17,15 @@ def _tiny_qwen3():
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     torch.manual_seed(0)
-    cfg = Qwen3Config(vocab_size=64, hidden_size=H, intermediate_size=64, num_hidden_layers=LAYERS,
-                      num_attention_heads=4, num_key_value_heads=2, head_dim=8)
+    cfg = Qwen3Config(
+        vocab_size=64,
+        hidden_size=H,
+        intermediate_size=64,
+        num_hidden_layers=LAYERS,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+    )
     return Qwen3ForCausalLM(cfg).eval()
 
 
@@ -34,8 +41,9 @@ def _worker(rank, group, device, out_dir):
         with torch.no_grad():
             model(ids)
 
-    res = profile_model(model, step, ProfileConfig(name="tiny", out_dir=out_dir, iters=ITERS,
-                                                   warmup=1), rank=rank)
+    res = profile_model(
+        model, step, ProfileConfig(name="tiny", out_dir=out_dir, iters=ITERS, warmup=1), rank=rank
+    )
     with open(f"{out_dir}/res{rank}.json", "w") as f:
         json.dump(res, f)
 
@@ -56,7 +64,9 @@ def test_two_rank_qwen3(tmp_path):
         ar = res["comm"]["all_reduce"]
         assert ar["count"] == LAYERS * ITERS
         assert ar["bytes"] == LAYERS * ITERS * B * T * H * 4  # fp32 hidden states
-        assert ar["time_us"] > 0 and ar["bw_gbps"] == pytest.approx(ar["bytes"] / ar["time_us"] / 1e3)
+        assert ar["time_us"] > 0 and ar["bw_gbps"] == pytest.approx(
+            ar["bytes"] / ar["time_us"] / 1e3
+        )
         b = res["breakdown"]
         assert b["comm_us"] > 0 and b["compute_us"] > 0 and b["span_us"] >= b["compute_us"]
         assert res["bottlenecks"] and "profiler_overhead_pct" in res
@@ -74,25 +84,72 @@ def test_gpu_trace_breakdown_by_hand(tmp_path):
     ev = [
         {"ph": "X", "cat": "kernel", "name": "gemm", "ts": 0, "dur": 10},
         {"ph": "X", "cat": "kernel", "name": "gemm", "ts": 20, "dur": 10},
-        {"ph": "X", "cat": "kernel", "name": "ncclDevKernel_AllReduce_Sum_f32_RING_LL", "ts": 5, "dur": 20},
+        {
+            "ph": "X",
+            "cat": "kernel",
+            "name": "ncclDevKernel_AllReduce_Sum_f32_RING_LL",
+            "ts": 5,
+            "dur": 20,
+        },
         {"ph": "X", "cat": "kernel", "name": "softmax", "ts": 40, "dur": 5},
-        {"ph": "X", "cat": "cpu_op", "name": "c10d::allreduce_", "ts": 1, "dur": 1, "tid": 1,
-         "args": {"Input Dims": [[[4, 8]], [], [], []], "Input type": ["GenericList[Tensor]", "", "", ""]}},
-        {"ph": "X", "cat": "gpu_user_annotation", "name": "layer::model.layers.0", "ts": 0, "dur": 30},
-        {"ph": "X", "cat": "gpu_user_annotation", "name": "layer::model.layers.1", "ts": 40, "dur": 5},
+        {
+            "ph": "X",
+            "cat": "cpu_op",
+            "name": "c10d::allreduce_",
+            "ts": 1,
+            "dur": 1,
+            "tid": 1,
+            "args": {
+                "Input Dims": [[[4, 8]], [], [], []],
+                "Input type": ["GenericList[Tensor]", "", "", ""],
+            },
+        },
+        {
+            "ph": "X",
+            "cat": "gpu_user_annotation",
+            "name": "layer::model.layers.0",
+            "ts": 0,
+            "dur": 30,
+        },
+        {
+            "ph": "X",
+            "cat": "gpu_user_annotation",
+            "name": "layer::model.layers.1",
+            "ts": 40,
+            "dur": 5,
+        },
     ]
     p = tmp_path / "t.json"
     p.write_text(json.dumps({"traceEvents": ev}))
     r = analyze_trace(p)
     assert r["device"] == "gpu"
-    assert r["breakdown"] == {"compute_us": 25, "comm_us": 20, "overlap_us": 10, "exposed_comm_us": 10,
-                              "idle_us": 10, "span_us": 45, "comm_overlap_fraction": 0.5}
+    assert r["breakdown"] == {
+        "compute_us": 25,
+        "comm_us": 20,
+        "overlap_us": 10,
+        "exposed_comm_us": 10,
+        "idle_us": 10,
+        "span_us": 45,
+        "comm_overlap_fraction": 0.5,
+    }
     assert r["layers"]["model.layers.0"]["total_us"] == 30
-    assert r["comm"]["all_reduce"] == {"count": 1, "bytes": 4 * 8 * 4, "time_us": 20,
-                                       "bw_gbps": 128 / 20e3}  # TensorList: default 4 bytes
+    assert r["comm"]["all_reduce"] == {
+        "count": 1,
+        "bytes": 4 * 8 * 4,
+        "time_us": 20,
+        "bw_gbps": 128 / 20e3,
+    }  # TensorList: default 4 bytes
     # NCCL traces carry record_param_comms with the dtype: those win
-    ev.append({"ph": "X", "cat": "cpu_op", "name": "record_param_comms", "ts": 1, "dur": 1,
-               "args": {"Collective name": "allreduce", "In msg nelems": 32, "dtype": "BFloat16"}})
+    ev.append(
+        {
+            "ph": "X",
+            "cat": "cpu_op",
+            "name": "record_param_comms",
+            "ts": 1,
+            "dur": 1,
+            "args": {"Collective name": "allreduce", "In msg nelems": 32, "dtype": "BFloat16"},
+        }
+    )
     p.write_text(json.dumps({"traceEvents": ev}))
     assert analyze_trace(p)["comm"]["all_reduce"]["bytes"] == 32 * 2
     assert r["bottlenecks"][0] == {"name": "gemm", "total_us": 20, "share": 20 / 45}

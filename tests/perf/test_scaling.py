@@ -4,8 +4,14 @@ import sys
 
 import pytest
 
-from sglang_ext.perf.scaling import (efficiency, measured_bubble_ratio, pp_bubble_ratio,
-                                     run_bench_one_batch, scaling_table, speedup)
+from sglang_ext.perf.scaling import (
+    efficiency,
+    measured_bubble_ratio,
+    pp_bubble_ratio,
+    run_bench_one_batch,
+    scaling_table,
+    speedup,
+)
 
 
 def test_math_by_hand():
@@ -22,9 +28,11 @@ def test_math_by_hand():
 
 
 def test_scaling_table():
-    rows = [{"tp_size": 1, "batch_size": 1, "input_len": 128, "output_len": 4, "prefill_latency": 0.4},
-            {"tp_size": 2, "batch_size": 1, "input_len": 128, "output_len": 4, "prefill_latency": 0.25},
-            {"tp_size": 2, "batch_size": 8, "input_len": 128, "output_len": 4, "prefill_latency": 0.9}]
+    rows = [
+        {"tp_size": 1, "batch_size": 1, "input_len": 128, "output_len": 4, "prefill_latency": 0.4},
+        {"tp_size": 2, "batch_size": 1, "input_len": 128, "output_len": 4, "prefill_latency": 0.25},
+        {"tp_size": 2, "batch_size": 8, "input_len": 128, "output_len": 4, "prefill_latency": 0.9},
+    ]
     t = scaling_table(rows, metrics=("prefill_latency",))
     assert t[0]["speedup_prefill_latency"] == 1.0 and t[0]["efficiency_prefill_latency"] == 1.0
     assert t[1]["speedup_prefill_latency"] == pytest.approx(1.6)
@@ -44,10 +52,21 @@ def test_runner_plumbing(tmp_path):
         "    for b in a.batch_size:\n"
         "        for i in a.input_len:\n"
         "            f.write(json.dumps({'batch_size': b, 'input_len': i, 'output_len': a.output_len,\n"
-        "                                'prefill_latency': b * i / 1000 / a.tp_size}) + '\\n')\n")
-    rows = run_bench_one_batch(["--tp-size", "2"], batch_sizes=[1, 4], input_lens=[64], output_len=2,
-                               runner=f"{sys.executable} {fake}")
+        "                                'prefill_latency': b * i / 1000 / a.tp_size}) + '\\n')\n"
+    )
+    rows = run_bench_one_batch(
+        ["--tp-size", "2"],
+        batch_sizes=[1, 4],
+        input_lens=[64],
+        output_len=2,
+        runner=f"{sys.executable} {fake}",
+    )
     assert [(r["batch_size"], r["prefill_latency"]) for r in rows] == [(1, 0.032), (4, 0.128)]
     with pytest.raises(RuntimeError, match="exited 2"):
-        run_bench_one_batch(["--bogus"], batch_sizes=[1], input_lens=[8], output_len=1,
-                            runner=f"{sys.executable} {fake}")
+        run_bench_one_batch(
+            ["--bogus"],
+            batch_sizes=[1],
+            input_lens=[8],
+            output_len=1,
+            runner=f"{sys.executable} {fake}",
+        )

@@ -14,9 +14,16 @@ def _outputs(n: int = 101, out_len: int = 5):
     for i in range(n):
         gap = (i % 7 + 1) / 1000
         ttft = (i + 1) / 1000
-        outs.append(bs.RequestFuncOutput(success=True, ttft=ttft, itl=[gap] * (out_len - 1),
-                                         latency=ttft + gap * (out_len - 1),
-                                         output_len=out_len, prompt_len=10))
+        outs.append(
+            bs.RequestFuncOutput(
+                success=True,
+                ttft=ttft,
+                itl=[gap] * (out_len - 1),
+                latency=ttft + gap * (out_len - 1),
+                output_len=out_len,
+                prompt_len=10,
+            )
+        )
     return outs
 
 
@@ -28,9 +35,14 @@ def test_percentiles_match_numpy():
     itl = np.concatenate([o.itl for o in outs]) * 1000
     tpot = np.array([(o.latency - o.ttft) / (o.output_len - 1) for o in outs]) * 1000
     for name, ref in (("ttft", ttft), ("e2e_latency", e2e), ("itl", itl), ("tpot", tpot)):
-        for stat, fn in (("mean", np.mean), ("median", np.median), ("std", np.std),
-                         ("p90", lambda a: np.percentile(a, 90)),
-                         ("p99", lambda a: np.percentile(a, 99)), ("max", np.max)):
+        for stat, fn in (
+            ("mean", np.mean),
+            ("median", np.median),
+            ("std", np.std),
+            ("p90", lambda a: np.percentile(a, 90)),
+            ("p99", lambda a: np.percentile(a, 99)),
+            ("max", np.max),
+        ):
             assert m[f"{stat}_{name}_ms"] == pytest.approx(fn(ref), rel=1e-9), f"{stat}_{name}_ms"
     # hand check: TTFT is 1..101 ms, so linear-interpolated p90 is 91 ms
     assert m["p90_ttft_ms"] == pytest.approx(91.0)
@@ -44,8 +56,13 @@ def test_goodput_and_failures():
     outs = _outputs(n=10)
     outs.append(bs.RequestFuncOutput(success=False, error="Traceback...\nConnectionError: boom"))
     m = serving_metrics([10] * 11, outs, duration_s=1.0, slo_ttft_ms=5.0, slo_tpot_ms=4.0)
-    good = sum(1 for o in outs if o.success and o.ttft * 1000 <= 5.0
-               and (o.latency - o.ttft) / (o.output_len - 1) * 1000 <= 4.0)
+    good = sum(
+        1
+        for o in outs
+        if o.success
+        and o.ttft * 1000 <= 5.0
+        and (o.latency - o.ttft) / (o.output_len - 1) * 1000 <= 4.0
+    )
     assert m["good_requests"] == good == 4  # ttft 1..5 ms with gaps 1..5 ms: i=0..3
     assert m["request_goodput"] == pytest.approx(good / 1.0)
     assert m["failed_requests"] == 1 and m["errors"] == {"ConnectionError: boom": 1}

@@ -35,8 +35,9 @@ def test_fake_server_whole_group_stopped(tmp_path):
         main(["--port", "{port}"])
     """)
     url = f"http://127.0.0.1:{port}"
-    srv = ServerProcess([sys.executable, "-c", script], url, env=ENV, ready_timeout_s=60,
-                        stop_timeout_s=1.0)
+    srv = ServerProcess(
+        [sys.executable, "-c", script], url, env=ENV, ready_timeout_s=60, stop_timeout_s=1.0
+    )
     with srv:
         assert http_ok(url + "/health")
         leader = srv.proc.pid
@@ -48,16 +49,21 @@ def test_fake_server_whole_group_stopped(tmp_path):
 
 
 def test_crash_during_startup_reports_log():
-    srv = ServerProcess([sys.executable, "-c", "print('bad flag --foo'); raise SystemExit(3)"],
-                        f"http://127.0.0.1:{free_port()}")
+    srv = ServerProcess(
+        [sys.executable, "-c", "print('bad flag --foo'); raise SystemExit(3)"],
+        f"http://127.0.0.1:{free_port()}",
+    )
     with pytest.raises(RuntimeError, match="(?s)code 3.*bad flag --foo"):
         with srv:
             pass
 
 
 def test_ready_timeout_kills():
-    srv = ServerProcess([sys.executable, "-c", "import time; time.sleep(600)"],
-                        f"http://127.0.0.1:{free_port()}", ready_timeout_s=0.5)
+    srv = ServerProcess(
+        [sys.executable, "-c", "import time; time.sleep(600)"],
+        f"http://127.0.0.1:{free_port()}",
+        ready_timeout_s=0.5,
+    )
     with pytest.raises(TimeoutError, match="ready_timeout_s"):
         with srv:
             pass
