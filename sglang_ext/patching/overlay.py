@@ -1,0 +1,76 @@
+"""A patched copy of the installed sglang, for processes that must run patched.
+
+``launch_server`` must have the series in force in every server process, the
+ranks sglang spawns included, without writing into the user's site-packages. If
+the installed sglang already carries the series, it is used as is. Otherwise the
+installed package is copied once into ``$SGLANG_EXT_CACHE/overlay/<series
+sha>/sglang`` (default cache ``~/.cache/sglang_ext``), the series is applied to
+the copy, and the copy's parent directory is put first on ``sys.path`` and on
+``PYTHONPATH``: spawned ranks (multiprocessing 'spawn') inherit both.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from sglang_ext.patching import source
+
+__all__ = ["cache_dir", "ensure_patched_sglang", "activate"]
+
+logger = logging.getLogger(__name__)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SGLANG_EXT_CACHE", Path.home() / ".cache" / "sglang_ext"))
+
+
+def ensure_patched_sglang(series: source.PatchSeries | None = None) -> Path | None:
+    """Directory to prepend to sys.path for a patched sglang, or None if the
+    installed sglang is already patched with this series."""
+    series = series or source.PatchSeries.load()
+    installed = source.find_installed_sglang()
+    st = source.status(installed, series)
+    if st.state is source.TreeState.APPLIED:
+        return None
+    if st.state is not source.TreeState.PRISTINE:
+        raise source.PatchError(
+            f"the installed sglang at {installed} is {st.state.value} ({st.detail}); "
+            f"reinstall sglang=={source.SGLANG_VERSION}"
+        )
+    root = cache_dir() / "overlay" / series.digest()[:16]
+    if (root / "sglang" / source.STAMP_NAME).is_file():
+        return root
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with open(root.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time
+        if (root / "sglang" / source.STAMP_NAME).is_file():
+            return root
+        logger.info("building a patched copy of %s in %s", installed, root)
+        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".build-"))
+        try:
+            shutil.copytree(
+                installed, tmp / "sglang", ignore=shutil.ignore_patterns("__pycache__")
+            )
+            source.apply(tmp / "sglang", series)
+            shutil.rmtree(root, ignore_errors=True)
+            tmp.rename(root)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+def activate(path: Path | None) -> None:
+    """Put ``path`` first on sys.path and PYTHONPATH (before sglang is imported)."""
+    if path is None:
+        return
+    if "sglang" in sys.modules and not sys.modules["sglang"].__file__.startswith(str(path)):
+        raise RuntimeError("sglang was imported before the patched copy was activated")
+    sys.path.insert(0, str(path))
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(path) + (os.pathsep + old if old else "")

@@ -1,0 +1,125 @@
+"""Command-line handling for ``sglang_ext.launch_server``, kept free of sglang imports.
+
+We add ``--single-expert-mode {dp,tp}`` (env ``SINGLE_EXPERT_MODE`` too) and, when no
+``--model-path`` is given, the embedded default model with the flags its machine
+needs. Everything else goes to sglang's own ``ServerArgs`` parser untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sglang_ext.layers.single_expert_moe import resolve_single_expert_mode
+
+__all__ = ["LaunchPlan", "flag_value", "plan_launch", "num_experts_of"]
+
+# flags CPU serving needs (FACTS: intel_amx attention needs IPEX; an unset
+# --max-total-tokens sized a ~19 GB KV cache on a 24 GB machine)
+CPU_DEFAULTS = {
+    "--attention-backend": "torch_native",
+    "--max-total-tokens": "8192",
+}
+# flags for a CUDA machine without sgl-kernel (fa3 and flashinfer sampling need it)
+NO_SGL_KERNEL_DEFAULTS = {
+    "--attention-backend": "triton",
+    "--sampling-backend": "pytorch",
+    "--disable-custom-all-reduce": None,
+}
+
+
+def flag_value(argv: list[str], flag: str) -> str | None:
+    """The value of ``flag`` in argv (``--f v`` or ``--f=v``); '' for a bare switch."""
+    for i, a in enumerate(argv):
+        if a == flag:
+            nxt = argv[i + 1] if i + 1 < len(argv) else ""
+            return "" if nxt.startswith("--") else nxt
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return None
+
+
+def _add_defaults(argv: list[str], defaults: dict[str, str | None]) -> list[str]:
+    out = list(argv)
+    for flag, value in defaults.items():
+        if flag_value(out, flag) is None:
+            out += [flag] if value is None else [flag, value]
+    return out
+
+
+def num_experts_of(model_path: str) -> int | None:
+    """Routed experts per layer from a local config.json (None if not an MoE / not local)."""
+    cfg = Path(model_path) / "config.json"
+    if not cfg.is_file():
+        return None
+    data = json.loads(cfg.read_text())
+    for key in ("num_experts", "num_local_experts", "n_routed_experts"):
+        if key in data:
+            return int(data[key])
+    return None
+
+
+@dataclass(kw_only=True, slots=True)
+class LaunchPlan:
+    """What launch_server will run."""
+
+    sglang_argv: list[str]
+    """Arguments handed to sglang's ServerArgs parser."""
+    single_expert_mode: str | None
+    """'tp', 'dp' or None."""
+    default_model: bool
+    """True when serving the embedded default."""
+    notes: list[str] = field(default_factory=list)
+    """What was added or decided, for the log."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--single-expert-mode", choices=None, default=None)
+    return p
+
+
+def plan_launch(
+    argv: list[str],
+    *,
+    cuda: bool,
+    sgl_kernel: bool,
+    default_model_path,
+) -> LaunchPlan:
+    """Turn our command line into sglang's; raise ValueError for bad input.
+
+    ``default_model_path`` is a callable returning the embedded default's directory
+    (called only when no --model-path is given).
+    """
+    ours, rest = _parser().parse_known_args(argv)
+    mode = resolve_single_expert_mode(ours.single_expert_mode)
+    notes: list[str] = []
+    default = flag_value(rest, "--model-path") is None
+    if default:
+        path = str(default_model_path())
+        rest = ["--model-path", path] + rest
+        notes.append(f"no --model-path: serving the embedded default {path}")
+        if flag_value(rest, "--dtype") is None:
+            rest += ["--dtype", "float32"]  # the default is float32; keep it exact
+    device = flag_value(rest, "--device")
+    if device is None and not cuda:
+        rest += ["--device", "cpu"]
+        device = "cpu"
+    if device == "cpu":
+        rest = _add_defaults(rest, CPU_DEFAULTS)
+    elif cuda and not sgl_kernel:
+        rest = _add_defaults(rest, NO_SGL_KERNEL_DEFAULTS)
+        notes.append("sgl-kernel is absent: using sglang-ext's torch/Triton stand-in")
+    if mode is not None:
+        experts = num_experts_of(flag_value(rest, "--model-path"))
+        if experts is not None and experts != 1:
+            raise ValueError(
+                f"--single-expert-mode {mode} needs a model with one expert, but "
+                f"{flag_value(rest, '--model-path')} has {experts}: prune it first with "
+                f"`python -m sglang_ext.prune SRC DST --expert most-used`, then serve DST"
+            )
+    return LaunchPlan(
+        sglang_argv=rest, single_expert_mode=mode, default_model=default, notes=notes
+    )

@@ -1,0 +1,1 @@
+"""Helpers the test-suite shares (pristine sglang tree, server processes)."""
