@@ -9,6 +9,7 @@ own bf16 rounding feeding a rsqrt/exp).
 
 import pytest
 import torch
+from _standin_align_check import check_alignment
 
 import sglang_ext.compat.sgl_kernel as sk
 
@@ -119,8 +120,9 @@ def test_rope_in_place_on_fused_qkv_views(dtype, neox, head_size, rot):
         ref = _rope_ref(before.double().view(t, h, head_size), pos, rot, base, neox)
         # float32 cache angles at positions up to 4096: ~4e-4 rad absolute, hence atol
         tol = dict(rtol=1e-3, atol=2e-3) if dtype == torch.float32 else TOL[dtype]
-        torch.testing.assert_close(got.double().view(t, h, head_size), ref, **tol,
-                                   msg=lambda m, n=name: f"{n}: {m}")
+        torch.testing.assert_close(
+            got.double().view(t, h, head_size), ref, **tol, msg=lambda m, n=name: f"{n}: {m}"
+        )
     assert torch.equal(v, v_in), "rope must not touch the value slice of qkv"
 
 
@@ -150,27 +152,6 @@ def test_topk_softmax_outputs_in_place(m, e, k):
     torch.testing.assert_close(w.double(), p.gather(1, ids.long()), rtol=1e-6, atol=1e-7)
 
 
-def _check_alignment(topk_ids, e, bs, sorted_ids, expert_ids, n_post):
-    flat = topk_ids.reshape(-1).tolist()
-    n = len(flat)
-    total = int(n_post.item())
-    counts = [sum(1 for x in flat if x == ex) for ex in range(e)]
-    assert total == sum((c + bs - 1) // bs * bs for c in counts), "padded total"
-    assert total % bs == 0
-    body = sorted_ids[:total].tolist()
-    real = [t for t in body if t != n]
-    wanted = sorted(i for i, x in enumerate(flat) if 0 <= x < e)
-    assert sorted(real) == wanted, "every routed token must appear exactly once"
-    assert all(t == n for t in sorted_ids[total:].tolist()), "slots past the total = numel"
-    blocks = expert_ids[: total // bs].tolist()
-    assert blocks == sorted(blocks), "blocks must be grouped by ascending expert"
-    for b, ex in enumerate(blocks):
-        toks = [t for t in body[b * bs : (b + 1) * bs] if t != n]
-        assert toks, f"block {b} holds only padding"
-        assert all(flat[t] == ex for t in toks), f"block {b}: expert {ex} vs tokens {toks}"
-    assert blocks == [ex for ex in range(e) for _ in range((counts[ex] + bs - 1) // bs)]
-
-
 def _align_buffers(numel, e, bs):
     cap = numel + e * (bs - 1)
     sorted_ids = torch.full((cap,), -7, dtype=torch.int32)  # garbage the op must overwrite
@@ -179,16 +160,25 @@ def _align_buffers(numel, e, bs):
     return sorted_ids, expert_ids, n_post
 
 
-@pytest.mark.parametrize("m,k,e,bs", [(1, 1, 1, 16), (33, 2, 8, 16), (222, 8, 64, 64),
-                                      (7, 4, 5, 4)])
+@pytest.mark.parametrize(
+    "m,k,e,bs", [(1, 1, 1, 16), (33, 2, 8, 16), (222, 8, 64, 64), (7, 4, 5, 4)]
+)
 def test_moe_align_block_size_invariants(m, k, e, bs):
     g = torch.Generator().manual_seed(m + e)
     topk_ids = torch.stack([torch.randperm(e, generator=g)[:k] for _ in range(m)]).int()
     sorted_ids, expert_ids, n_post = _align_buffers(topk_ids.numel(), e, bs)
     cumsum = torch.empty(e + 1, dtype=torch.int32)
-    sk.moe_align_block_size(topk_ids, e, bs, sorted_ids, expert_ids, n_post,
-                            torch.empty((e + 1) * e, dtype=torch.int32), cumsum)
-    _check_alignment(topk_ids, e, bs, sorted_ids, expert_ids, n_post)
+    sk.moe_align_block_size(
+        topk_ids,
+        e,
+        bs,
+        sorted_ids,
+        expert_ids,
+        n_post,
+        torch.empty((e + 1) * e, dtype=torch.int32),
+        cumsum,
+    )
+    check_alignment(topk_ids, e, bs, sorted_ids, expert_ids, n_post)
     assert cumsum[-1].item() == n_post.item() and cumsum[0].item() == 0
 
 
@@ -197,24 +187,31 @@ def test_moe_align_block_size_skips_masked_tokens():
     topk_ids = torch.tensor([[0, 2], [1, 2], [-1, -1]], dtype=torch.int32)
     sorted_ids, expert_ids, n_post = _align_buffers(6, 3, 4)
     sk.moe_align_block_size(topk_ids, 3, 4, sorted_ids, expert_ids, n_post, None, None)
-    _check_alignment(topk_ids, 3, 4, sorted_ids, expert_ids, n_post)
+    check_alignment(topk_ids, 3, 4, sorted_ids, expert_ids, n_post)
 
 
 def test_moe_align_block_size_rejects_small_buffer():
     with pytest.raises(ValueError, match="slots"):
-        sk.moe_align_block_size(torch.zeros(4, 1, dtype=torch.int32), 2, 16,
-                                torch.empty(8, dtype=torch.int32),
-                                torch.empty(4, dtype=torch.int32),
-                                torch.empty(1, dtype=torch.int32))
+        sk.moe_align_block_size(
+            torch.zeros(4, 1, dtype=torch.int32),
+            2,
+            16,
+            torch.empty(8, dtype=torch.int32),
+            torch.empty(4, dtype=torch.int32),
+            torch.empty(1, dtype=torch.int32),
+        )
 
 
-@pytest.mark.parametrize("name,hint", [
-    ("top_k_top_p_sampling_from_probs", "--sampling-backend pytorch"),
-    ("min_p_sampling_from_probs", "--sampling-backend pytorch"),
-    ("moe_fused_gate", "install sgl-kernel"),
-    ("fp8_scaled_mm", "--quantization"),
-    ("some_future_op", "install sgl-kernel"),
-])
+@pytest.mark.parametrize(
+    "name,hint",
+    [
+        ("top_k_top_p_sampling_from_probs", "--sampling-backend pytorch"),
+        ("min_p_sampling_from_probs", "--sampling-backend pytorch"),
+        ("moe_fused_gate", "install sgl-kernel"),
+        ("fp8_scaled_mm", "--quantization"),
+        ("some_future_op", "install sgl-kernel"),
+    ],
+)
 def test_missing_op_raises_with_name_and_hint(name, hint):
     op = getattr(sk, name)  # import-time access must work
     with pytest.raises(NotImplementedError) as ei:
@@ -224,11 +221,17 @@ def test_missing_op_raises_with_name_and_hint(name, hint):
 
 
 def test_submodule_ops_raise_with_flag():
-    with pytest.raises(NotImplementedError, match=r"flash_attn\.flash_attn_with_kvcache.*"
-                                                  r"--attention-backend triton"):
+    with pytest.raises(
+        NotImplementedError,
+        match=r"flash_attn\.flash_attn_with_kvcache.*"
+        r"--attention-backend triton",
+    ):
         sk.flash_attn.flash_attn_with_kvcache()
-    with pytest.raises(NotImplementedError, match=r"allreduce\.meta_size.*"
-                                                  r"--disable-custom-all-reduce"):
+    with pytest.raises(
+        NotImplementedError,
+        match=r"allreduce\.meta_size.*"
+        r"--disable-custom-all-reduce",
+    ):
         sk.allreduce.meta_size()
 
 

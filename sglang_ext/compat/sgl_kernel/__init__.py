@@ -40,7 +40,7 @@ fail for one importer only, so each probe is met where the op is used):
 from __future__ import annotations
 
 from . import allreduce, flash_attn  # noqa: F401  (sglang reads sgl_kernel.allreduce)
-from ._missing import missing, missing_module_getattr
+from ._missing import missing_module_getattr
 from .elementwise import (
     apply_rope_with_cos_sin_cache_inplace,
     fused_add_rmsnorm,
@@ -56,7 +56,7 @@ from .moe import moe_align_block_size, topk_softmax
 __version__ = "0.1.7+sglang_ext.standin"
 __sglang_ext_standin__ = True
 
-IMPLEMENTED: tuple[str, ...] = (
+__all__ = [
     "rmsnorm",
     "fused_add_rmsnorm",
     "gemma_rmsnorm",
@@ -67,8 +67,8 @@ IMPLEMENTED: tuple[str, ...] = (
     "apply_rope_with_cos_sin_cache_inplace",
     "topk_softmax",
     "moe_align_block_size",
-)
-__all__ = [*IMPLEMENTED, "IMPLEMENTED", "missing"]
+]
+IMPLEMENTED: tuple[str, ...] = tuple(__all__)  # the ops this stand-in really computes
 
 # Any other public name: a placeholder that raises NotImplementedError when called.
 __getattr__ = missing_module_getattr("")

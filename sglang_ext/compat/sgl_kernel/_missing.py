@@ -91,8 +91,10 @@ def missing_module_getattr(prefix: str) -> Callable[[str], Callable[..., None]]:
 
     def __getattr__(name: str) -> Callable[..., None]:
         if name.startswith("_"):
-            raise AttributeError(f"module 'sgl_kernel{'.' + prefix[:-1] if prefix else ''}' "
-                                 f"has no attribute {name!r}")
+            raise AttributeError(
+                f"module 'sgl_kernel{'.' + prefix[:-1] if prefix else ''}' "
+                f"has no attribute {name!r}"
+            )
         return missing(prefix + name)
 
     return __getattr__

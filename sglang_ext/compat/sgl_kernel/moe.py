@@ -90,11 +90,19 @@ def moe_align_block_size(
         )
     impl = os.environ.get(ALIGN_IMPL_ENV, "torch")
     if impl == "triton":
-        _align_triton(topk_ids, num_experts, block_size, sorted_token_ids, experts_ids,
-                      num_tokens_post_pad)
+        _align_triton(
+            topk_ids, num_experts, block_size, sorted_token_ids, experts_ids, num_tokens_post_pad
+        )
     elif impl == "torch":
-        _align_torch(topk_ids, num_experts, block_size, sorted_token_ids, experts_ids,
-                     num_tokens_post_pad, cumsum_buffer)
+        _align_torch(
+            topk_ids,
+            num_experts,
+            block_size,
+            sorted_token_ids,
+            experts_ids,
+            num_tokens_post_pad,
+            cumsum_buffer,
+        )
     else:
         raise ValueError(f"{ALIGN_IMPL_ENV}={impl!r}: expected 'torch' or 'triton'")
 
@@ -125,8 +133,9 @@ def _align_torch(
     rank = torch.arange(n, device=dev) - cnt_start[skey]  # position within its expert
     cap = sorted_token_ids.numel()
     # invalid ids go to a dump slot past the end of the real buffer
-    dest = torch.where(skey < n_exp, pad_start[skey.clamp(max=n_exp - 1)] + rank,
-                       torch.full_like(rank, cap))
+    dest = torch.where(
+        skey < n_exp, pad_start[skey.clamp(max=n_exp - 1)] + rank, torch.full_like(rank, cap)
+    )
     staged = torch.full((cap + 1,), n, dtype=sorted_token_ids.dtype, device=dev)
     staged.scatter_(0, dest, order.to(sorted_token_ids.dtype))
     sorted_token_ids.copy_(staged[:cap])
