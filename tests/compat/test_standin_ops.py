@@ -10,17 +10,12 @@ own bf16 rounding feeding a rsqrt/exp).
 import pytest
 import torch
 from _standin_align_check import check_alignment
+from _standin_refs import rms_ref, rope_ref
 
 import sglang_ext.compat.sgl_kernel as sk
 
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.bfloat16: dict(rtol=1e-2, atol=1e-2)}
 DTYPES = [torch.float32, torch.bfloat16]
-
-
-def _rms_ref(x: torch.Tensor, w: torch.Tensor, eps: float, gemma: bool) -> torch.Tensor:
-    x, w = x.double(), w.double()
-    scale = (1.0 + w) if gemma else w
-    return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * scale
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -34,7 +29,7 @@ def test_rmsnorm_matches_formula(dtype, t, d, gemma):
     x_before = x.clone()
     y = op(x, w, 1e-6)
     assert y.dtype == dtype and y.shape == x.shape
-    torch.testing.assert_close(y.double(), _rms_ref(x, w, 1e-6, gemma), **TOL[dtype])
+    torch.testing.assert_close(y.double(), rms_ref(x, w, 1e-6, gemma), **TOL[dtype])
     assert torch.equal(x, x_before), "rmsnorm must not modify its input"
     out = torch.empty_like(x)
     assert op(x, w, 1e-6, out=out) is out, "rmsnorm(out=...) must return out"
@@ -53,7 +48,7 @@ def test_fused_add_rmsnorm_is_in_place(dtype, gemma):
     assert op(x, r, w, 1e-5) is None
     # residual <- input + residual; input <- norm(input + residual), both in place
     torch.testing.assert_close(r.double(), s_ref, **TOL[dtype])
-    torch.testing.assert_close(x.double(), _rms_ref(s_ref, w, 1e-5, gemma), **TOL[dtype])
+    torch.testing.assert_close(x.double(), rms_ref(s_ref, w, 1e-5, gemma), **TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -83,21 +78,6 @@ def test_gated_activation_rejects_bad_out():
         sk.silu_and_mul(torch.randn(4, 8), torch.empty(4, 8))
 
 
-def _rope_ref(x, pos, rot, base, neox):
-    # x: [T, H, D] float64 copy; rotates the first `rot` channels by pos * base^(-2i/rot)
-    inv = base ** (-torch.arange(0, rot, 2, dtype=torch.float64) / rot)  # [rot/2]
-    ang = pos.double()[:, None] * inv[None, :]  # [T, rot/2]
-    cos, sin = torch.cos(ang)[:, None, :], torch.sin(ang)[:, None, :]
-    y = x.clone()
-    if neox:
-        i1, i2 = torch.arange(rot // 2), torch.arange(rot // 2) + rot // 2
-    else:
-        i1, i2 = torch.arange(0, rot, 2), torch.arange(1, rot, 2)
-    y[..., i1] = x[..., i1] * cos - x[..., i2] * sin
-    y[..., i2] = x[..., i2] * cos + x[..., i1] * sin
-    return y
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("neox", [True, False])
 @pytest.mark.parametrize("head_size,rot", [(64, 64), (128, 64)])
@@ -117,7 +97,7 @@ def test_rope_in_place_on_fused_qkv_views(dtype, neox, head_size, rot):
     )
     assert res is None
     for name, got, before, h in [("query", q, q_in, hq), ("key", k, k_in, hk)]:
-        ref = _rope_ref(before.double().view(t, h, head_size), pos, rot, base, neox)
+        ref = rope_ref(before.double().view(t, h, head_size), pos, rot, base, neox)
         # float32 cache angles at positions up to 4096: ~4e-4 rad absolute, hence atol
         tol = dict(rtol=1e-3, atol=2e-3) if dtype == torch.float32 else TOL[dtype]
         torch.testing.assert_close(
