@@ -5,7 +5,16 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-__all__ = ["send", "isend", "recv", "broadcast", "all_gather_padded", "ring_shift", "group_rank", "group_size"]
+__all__ = [
+    "send",
+    "isend",
+    "recv",
+    "broadcast",
+    "all_gather_padded",
+    "ring_shift",
+    "group_rank",
+    "group_size",
+]
 
 
 def group_rank(group: dist.ProcessGroup) -> int:
@@ -38,7 +47,9 @@ def broadcast(t: torch.Tensor, src: int, *, group: dist.ProcessGroup) -> torch.T
     return t
 
 
-def all_gather_padded(t: torch.Tensor, sizes: list[int], *, group: dist.ProcessGroup) -> list[torch.Tensor]:
+def all_gather_padded(
+    t: torch.Tensor, sizes: list[int], *, group: dist.ProcessGroup
+) -> list[torch.Tensor]:
     """All-gather along dim 0 where rank r holds ``sizes[r]`` rows (padded to the max)."""
     n = max(sizes)
     r = group_rank(group)
@@ -47,7 +58,7 @@ def all_gather_padded(t: torch.Tensor, sizes: list[int], *, group: dist.ProcessG
         t = torch.cat([t, t.new_zeros((n - t.shape[0], *t.shape[1:]))])
     out = [torch.empty_like(t) for _ in sizes]
     dist.all_gather(out, t.contiguous(), group=group)
-    return [o[:s] for o, s in zip(out, sizes)]
+    return [o[:s] for o, s in zip(out, sizes, strict=True)]
 
 
 def ring_shift(send_buf: torch.Tensor, recv_buf: torch.Tensor, *, group: dist.ProcessGroup) -> None:

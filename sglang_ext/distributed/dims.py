@@ -33,11 +33,17 @@ class ParallelDims:
 
     def __post_init__(self) -> None:
         if min(self.pp, self.tp, self.world_size) < 1:
-            raise ValueError(f"degrees must be >= 1: pp={self.pp}, tp={self.tp}, world_size={self.world_size}")
+            raise ValueError(
+                f"degrees must be >= 1: pp={self.pp}, tp={self.tp}, world_size={self.world_size}"
+            )
         if self.pp * self.tp != self.world_size:
-            raise ValueError(f"Invalid parallel dims: pp({self.pp}) * tp({self.tp}) != WORLD_SIZE({self.world_size})")
+            raise ValueError(
+                f"Invalid parallel dims: pp({self.pp}) * tp({self.tp}) != WORLD_SIZE({self.world_size})"
+            )
         if self.tp != 1:
-            raise ValueError(f"tp={self.tp}: the SP+PP engine runs tp=1; use sglang --tp-size for TP")
+            raise ValueError(
+                f"tp={self.tp}: the SP+PP engine runs tp=1; use sglang --tp-size for TP"
+            )
 
 
 @dataclass(kw_only=True, slots=True)

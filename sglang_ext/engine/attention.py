@@ -61,7 +61,9 @@ def sdpa_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -
     return out.transpose(0, 1)
 
 
-def flashinfer_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -> torch.Tensor:
+def flashinfer_attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int
+) -> torch.Tensor:
     """Same contract as :func:`sdpa_attend`, through flashinfer's single-request kernels.
 
     flashinfer aligns a causal mask bottom-right when ``qo_len < kv_len``, which is exactly
@@ -74,7 +76,9 @@ def flashinfer_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: 
     return flashinfer.single_prefill_with_kv_cache(q, k, v, causal=True, kv_layout="NHD")
 
 
-def attend(backend: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -> torch.Tensor:
+def attend(
+    backend: str, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int
+) -> torch.Tensor:
     if backend == "flashinfer":
         return flashinfer_attend(q, k, v, start)
     return sdpa_attend(q, k, v, start)

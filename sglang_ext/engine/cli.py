@@ -46,8 +46,11 @@ def setup_logging(rank: int, log_dir: str | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sglang_ext.engine", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m sglang_ext.engine",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_cli_args(parser)
     ns = parser.parse_args(argv)
     try:
@@ -56,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(e))
     rank = int(os.environ.get("RANK", "0"))
     setup_logging(rank, cfg.log_dir)
-    logger.info("rank %d: starting (%s)", rank, " ".join(argv if argv is not None else sys.argv[1:]))
+    logger.info(
+        "rank %d: starting (%s)", rank, " ".join(argv if argv is not None else sys.argv[1:])
+    )
     from sglang_ext.engine.prefill_engine import run
 
     try:

@@ -26,19 +26,28 @@ class PrefillConfig:
     """One prefill + redundant-decode run."""
 
     model_path: str | None = _f(None, "HF checkpoint folder (config.json + *.safetensors)")
-    dummy_preset: str | None = _f(None, "random-weight model shape instead of a checkpoint (e.g. qwen3-30b-a3b-1e)")
+    dummy_preset: str | None = _f(
+        None, "random-weight model shape instead of a checkpoint (e.g. qwen3-30b-a3b-1e)"
+    )
     num_layers: int | None = _f(None, "keep only the first N layers (shorter runs of a big shape)")
     prompt: str | None = _f(None, "prompt text (needs a tokenizer in --model-path)")
     prompt_ids: list[int] | None = _f(None, "prompt token ids, comma separated")
     prompt_len: int | None = _f(None, "random prompt of this many tokens (seeded by --seed)")
     chunk_size: int = _f(128, "tokens per sequence chunk; the last chunk may be shorter")
-    stage_split: list[int] | None = _f(None, "layers per pipeline stage, comma separated (default: balanced)")
+    stage_split: list[int] | None = _f(
+        None, "layers per pipeline stage, comma separated (default: balanced)"
+    )
     sync: str = _f("pairwise", "KV-cache synchronisation strategy", choices=SYNC_CHOICES)
-    attention_backend: str = _f("auto", "auto = flashinfer on CUDA if installed, else sdpa", choices=ATTENTION_BACKENDS)
+    attention_backend: str = _f(
+        "auto", "auto = flashinfer on CUDA if installed, else sdpa", choices=ATTENTION_BACKENDS
+    )
     max_new_tokens: int = _f(16, "greedy tokens decoded (redundantly) on every rank")
     device: str = _f("cpu", "cpu (gloo) or cuda (NCCL)", choices=("cpu", "cuda"))
     dtype: str = _f("float32", "weights and activations dtype", choices=DTYPES)
     num_threads: int | None = _f(None, "torch threads per rank on CPU (bench uses 1)")
+    repeats: int = _f(
+        1, "run prefill+decode this many times (the first warms up; each logs a record)"
+    )
     timeout_s: float = _f(60.0, "process-group timeout: a dead peer ends the run within this")
     seed: int = _f(0, "seed for random weights and random prompts")
     log_dir: str | None = _f(None, "write rank{r}.jsonl timing records here")
@@ -63,11 +72,15 @@ class PrefillConfig:
         if self.sync not in SYNC_CHOICES:
             raise ValueError(f"--sync {self.sync!r} unknown; choose one of {SYNC_CHOICES}")
         if self.attention_backend not in ATTENTION_BACKENDS:
-            raise ValueError(f"--attention-backend {self.attention_backend!r}; choose one of {ATTENTION_BACKENDS}")
+            raise ValueError(
+                f"--attention-backend {self.attention_backend!r}; choose one of {ATTENTION_BACKENDS}"
+            )
         if self.device not in ("cpu", "cuda"):
             raise ValueError(f"--device {self.device!r}; choose cpu or cuda")
         if self.dtype not in DTYPES:
             raise ValueError(f"--dtype {self.dtype!r}; choose one of {DTYPES}")
+        if self.repeats < 1:
+            raise ValueError(f"--repeats must be >= 1, got {self.repeats}")
         if self.timeout_s <= 0:
             raise ValueError(f"--timeout-s must be > 0, got {self.timeout_s}")
         if (self.fault_rank is None) != (self.fault_after_chunk is None):

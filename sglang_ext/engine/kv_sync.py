@@ -16,7 +16,8 @@ import logging
 import threading
 import time
 from abc import ABC, abstractmethod
-from typing import Callable, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 import torch.distributed as dist
@@ -25,8 +26,14 @@ from sglang_ext.distributed import comm
 from sglang_ext.engine.model import KVCache
 
 __all__ = [
-    "KVSyncStrategy", "PairwiseAllGather", "RingSync", "STRATEGIES", "get_strategy",
-    "pack_stage_kv", "unpack_stage_kv", "BackgroundKVSync",
+    "KVSyncStrategy",
+    "PairwiseAllGather",
+    "RingSync",
+    "STRATEGIES",
+    "get_strategy",
+    "pack_stage_kv",
+    "unpack_stage_kv",
+    "BackgroundKVSync",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,7 +89,9 @@ def get_strategy(name: str) -> KVSyncStrategy:
 
 def pack_stage_kv(caches: list[KVCache], layers: range, n_tokens: int) -> torch.Tensor:
     """-> [len(layers), 2, n_tokens, Hkv, d] (a copy)."""
-    return torch.stack([torch.stack([caches[i].k[:n_tokens], caches[i].v[:n_tokens]]) for i in layers])
+    return torch.stack(
+        [torch.stack([caches[i].k[:n_tokens], caches[i].v[:n_tokens]]) for i in layers]
+    )
 
 
 def unpack_stage_kv(caches: list[KVCache], layers: range, buf: torch.Tensor) -> None:
@@ -96,8 +105,15 @@ class BackgroundKVSync:
     """Runs one strategy on a thread, after :meth:`kv_final` is called by the compute thread."""
 
     def __init__(
-        self, strategy: KVSyncStrategy, caches: list[KVCache], stages: list[range], n_tokens: int,
-        *, group: dist.ProcessGroup, device: torch.device, clock: Callable[[], float] = time.perf_counter,
+        self,
+        strategy: KVSyncStrategy,
+        caches: list[KVCache],
+        stages: list[range],
+        n_tokens: int,
+        *,
+        group: dist.ProcessGroup,
+        device: torch.device,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self.strategy, self.caches, self.stages, self.n_tokens = strategy, caches, stages, n_tokens
         self.group, self.device, self.clock = group, device, clock
@@ -137,8 +153,10 @@ class BackgroundKVSync:
         self.start_s = self.clock()
         mine = self.stages[self.rank]
         local = pack_stage_kv(self.caches, mine, self.n_tokens)
-        bufs, self.bytes_sent = self.strategy.exchange(local, [len(s) for s in self.stages], group=self.group)
-        for s, (layers, buf) in enumerate(zip(self.stages, bufs)):
+        bufs, self.bytes_sent = self.strategy.exchange(
+            local, [len(s) for s in self.stages], group=self.group
+        )
+        for s, (layers, buf) in enumerate(zip(self.stages, bufs, strict=True)):
             if s != self.rank:
                 unpack_stage_kv(self.caches, layers, buf)
                 self.bytes_recv += buf.numel() * buf.element_size()
@@ -147,8 +165,12 @@ class BackgroundKVSync:
         """Wait for the sync; re-raise its error; make its writes visible to the current stream."""
         self._thread.join(timeout_s)
         if self._thread.is_alive():
-            raise TimeoutError(f"rank {self.rank}: KV sync ({self.strategy.name}) did not finish in {timeout_s}s")
+            raise TimeoutError(
+                f"rank {self.rank}: KV sync ({self.strategy.name}) did not finish in {timeout_s}s"
+            )
         if self.error is not None:
-            raise RuntimeError(f"rank {self.rank}: KV sync ({self.strategy.name}) failed: {self.error}") from self.error
+            raise RuntimeError(
+                f"rank {self.rank}: KV sync ({self.strategy.name}) failed: {self.error}"
+            ) from self.error
         if self.stream is not None:
             torch.cuda.current_stream(self.device).wait_stream(self.stream)

@@ -29,8 +29,14 @@ def _free_port() -> int:
 
 
 def launch(
-    nproc: int, engine_args: list[str], *, master_port: int | None = None, grace_s: float = 15.0,
-    max_time_s: float | None = None, module: str = "sglang_ext.engine", env: dict[str, str] | None = None,
+    nproc: int,
+    engine_args: list[str],
+    *,
+    master_port: int | None = None,
+    grace_s: float = 15.0,
+    max_time_s: float | None = None,
+    module: str = "sglang_ext.engine",
+    env: dict[str, str] | None = None,
 ) -> int:
     """Run ``python -m module engine_args`` as ``nproc`` ranks; return 0 or the first failure's code."""
     if nproc < 1:
@@ -39,8 +45,14 @@ def launch(
     procs: list[subprocess.Popen] = []
     for r in range(nproc):
         e = dict(os.environ if env is None else env)
-        e.update(RANK=str(r), LOCAL_RANK=str(r), WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc),
-                 MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        e.update(
+            RANK=str(r),
+            LOCAL_RANK=str(r),
+            WORLD_SIZE=str(nproc),
+            LOCAL_WORLD_SIZE=str(nproc),
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+        )
         procs.append(subprocess.Popen([sys.executable, "-m", module, *engine_args], env=e))
     t0 = time.monotonic()
     failed: tuple[int, int] | None = None
@@ -50,14 +62,21 @@ def launch(
             bad = [(r, c) for r, c in enumerate(codes) if c not in (None, 0)]
             if bad and failed is None:
                 failed = bad[0]
-                logger.error("rank %d (pid %d) exited with code %d; waiting %.0fs for the other ranks to stop",
-                             failed[0], procs[failed[0]].pid, failed[1], grace_s)
+                logger.error(
+                    "rank %d (pid %d) exited with code %d; waiting %.0fs for the other ranks to stop",
+                    failed[0],
+                    procs[failed[0]].pid,
+                    failed[1],
+                    grace_s,
+                )
                 deadline = time.monotonic() + grace_s
             if all(c is not None for c in codes):
                 break
             if failed is not None and time.monotonic() > deadline:
                 alive = [r for r, c in enumerate(codes) if c is None]
-                logger.error("ranks %s still running after rank %d died; terminating them", alive, failed[0])
+                logger.error(
+                    "ranks %s still running after rank %d died; terminating them", alive, failed[0]
+                )
                 break
             if max_time_s is not None and time.monotonic() - t0 > max_time_s:
                 logger.error("run exceeded %.0fs; terminating all ranks", max_time_s)
@@ -82,17 +101,35 @@ def launch(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m sglang_ext.engine.launcher", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="python -m sglang_ext.engine.launcher",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--nproc-per-node", type=int, required=True, help="ranks to spawn on this host")
-    p.add_argument("--master-port", type=int, default=None, help="rendezvous port (default: a free one)")
-    p.add_argument("--grace-s", type=float, default=15.0, help="after a rank dies, wait this long before killing the rest")
+    p.add_argument(
+        "--master-port", type=int, default=None, help="rendezvous port (default: a free one)"
+    )
+    p.add_argument(
+        "--grace-s",
+        type=float,
+        default=15.0,
+        help="after a rank dies, wait this long before killing the rest",
+    )
     p.add_argument("--max-time-s", type=float, default=None, help="kill everything after this long")
     p.add_argument("engine_args", nargs=argparse.REMAINDER, help="-- then the engine's flags")
     ns = p.parse_args(argv)
     args = ns.engine_args[1:] if ns.engine_args[:1] == ["--"] else ns.engine_args
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s [launcher] %(levelname)s: %(message)s")
-    return launch(ns.nproc_per_node, args, master_port=ns.master_port, grace_s=ns.grace_s, max_time_s=ns.max_time_s)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s [launcher] %(levelname)s: %(message)s"
+    )
+    return launch(
+        ns.nproc_per_node,
+        args,
+        master_port=ns.master_port,
+        grace_s=ns.grace_s,
+        max_time_s=ns.max_time_s,
+    )
 
 
 if __name__ == "__main__":

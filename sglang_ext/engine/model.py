@@ -22,7 +22,14 @@ from torch import nn
 
 from sglang_ext.engine.attention import attend
 
-__all__ = ["ModelArgs", "DUMMY_PRESETS", "KVCache", "Qwen3ForCausalLM", "load_model", "rope_cos_sin"]
+__all__ = [
+    "ModelArgs",
+    "DUMMY_PRESETS",
+    "KVCache",
+    "Qwen3ForCausalLM",
+    "load_model",
+    "rope_cos_sin",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +63,9 @@ class ModelArgs:
                 f"num_key_value_heads={self.num_key_value_heads}"
             )
         if self.num_experts and not 1 <= self.num_experts_per_tok <= self.num_experts:
-            raise ValueError(f"num_experts_per_tok={self.num_experts_per_tok} not in 1..{self.num_experts}")
+            raise ValueError(
+                f"num_experts_per_tok={self.num_experts_per_tok} not in 1..{self.num_experts}"
+            )
 
     def is_moe_layer(self, i: int) -> bool:
         """HF Qwen3MoeDecoderLayer's rule."""
@@ -88,15 +97,31 @@ class ModelArgs:
 # Qwen3-30B-A3B shapes with the experts pruned to one (random weights, for timing).
 DUMMY_PRESETS: dict[str, dict[str, Any]] = {
     "qwen3-30b-a3b-1e": dict(
-        vocab_size=151936, hidden_size=2048, num_hidden_layers=48, num_attention_heads=32,
-        num_key_value_heads=4, head_dim=128, intermediate_size=6144, moe_intermediate_size=768,
-        num_experts=1, num_experts_per_tok=1, rms_norm_eps=1e-6, rope_theta=1_000_000.0,
+        vocab_size=151936,
+        hidden_size=2048,
+        num_hidden_layers=48,
+        num_attention_heads=32,
+        num_key_value_heads=4,
+        head_dim=128,
+        intermediate_size=6144,
+        moe_intermediate_size=768,
+        num_experts=1,
+        num_experts_per_tok=1,
+        rms_norm_eps=1e-6,
+        rope_theta=1_000_000.0,
     ),
     # A CPU-sized shape for the benchmark on small machines.
     "tiny-moe-1e": dict(
-        vocab_size=4096, hidden_size=256, num_hidden_layers=8, num_attention_heads=8,
-        num_key_value_heads=2, head_dim=32, intermediate_size=512, moe_intermediate_size=512,
-        num_experts=1, num_experts_per_tok=1,
+        vocab_size=4096,
+        hidden_size=256,
+        num_hidden_layers=8,
+        num_attention_heads=8,
+        num_key_value_heads=2,
+        head_dim=32,
+        intermediate_size=512,
+        moe_intermediate_size=512,
+        num_experts=1,
+        num_experts_per_tok=1,
     ),
 }
 
@@ -116,7 +141,10 @@ class RMSNorm(nn.Module):
 def rope_cos_sin(args: ModelArgs, positions: torch.Tensor, dtype: torch.dtype):
     """positions: [T] -> cos, sin: [T, d] (HF default RoPE, computed in float32)."""
     d = args.head_dim
-    inv = 1.0 / (args.rope_theta ** (torch.arange(0, d, 2, dtype=torch.int64, device=positions.device).float() / d))
+    inv = 1.0 / (
+        args.rope_theta
+        ** (torch.arange(0, d, 2, dtype=torch.int64, device=positions.device).float() / d)
+    )
     freqs = positions.float()[:, None] * inv[None, :]
     emb = torch.cat((freqs, freqs), dim=-1)
     return emb.cos().to(dtype), emb.sin().to(dtype)
@@ -138,7 +166,13 @@ class KVCache:
 class Attention(nn.Module):
     def __init__(self, a: ModelArgs) -> None:
         super().__init__()
-        H, Hkv, d, D, b = a.num_attention_heads, a.num_key_value_heads, a.head_dim, a.hidden_size, a.attention_bias
+        H, Hkv, d, D, b = (
+            a.num_attention_heads,
+            a.num_key_value_heads,
+            a.head_dim,
+            a.hidden_size,
+            a.attention_bias,
+        )
         self.H, self.Hkv, self.d = H, Hkv, d
         self.q_proj = nn.Linear(D, H * d, bias=b)
         self.k_proj = nn.Linear(D, Hkv * d, bias=b)
@@ -180,7 +214,9 @@ class SparseMoE(nn.Module):
         super().__init__()
         self.top_k, self.norm_topk_prob = a.num_experts_per_tok, a.norm_topk_prob
         self.gate = nn.Linear(a.hidden_size, a.num_experts, bias=False)
-        self.experts = nn.ModuleList(MLP(a.hidden_size, a.moe_intermediate_size) for _ in range(a.num_experts))
+        self.experts = nn.ModuleList(
+            MLP(a.hidden_size, a.moe_intermediate_size) for _ in range(a.num_experts)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [T, D]
         if len(self.experts) == 1:  # softmax over one logit is exactly 1: the expert alone
@@ -245,14 +281,19 @@ class Qwen3ForCausalLM(nn.Module):
         a, p = self.args, self.lm_head.weight
         shape = (max_len, a.num_key_value_heads, a.head_dim)
         return [
-            KVCache(torch.zeros(shape, dtype=p.dtype, device=p.device), torch.zeros(shape, dtype=p.dtype, device=p.device))
+            KVCache(
+                torch.zeros(shape, dtype=p.dtype, device=p.device),
+                torch.zeros(shape, dtype=p.dtype, device=p.device),
+            )
             for _ in range(a.num_hidden_layers)
         ]
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.model.embed_tokens(ids)  # [T] -> [T, D]
 
-    def run_layers(self, x, layers: range, caches: list[KVCache], start: int, backend: str) -> torch.Tensor:
+    def run_layers(
+        self, x, layers: range, caches: list[KVCache], start: int, backend: str
+    ) -> torch.Tensor:
         """Run ``layers`` on x: [T, D] whose first token is at position ``start``."""
         pos = torch.arange(start, start + x.shape[0], device=x.device)
         cos, sin = rope_cos_sin(self.args, pos, x.dtype)
@@ -269,7 +310,9 @@ def _checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
 
     files = sorted(path.glob("*.safetensors"))
     if not files:
-        raise ValueError(f"no *.safetensors under {path}; save the model with save_pretrained(safe_serialization=True)")
+        raise ValueError(
+            f"no *.safetensors under {path}; save the model with save_pretrained(safe_serialization=True)"
+        )
     state: dict[str, torch.Tensor] = {}
     for f in files:
         state.update(load_file(str(f)))
@@ -277,8 +320,13 @@ def _checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def load_model(
-    model_path: str | None, *, dummy_preset: str | None = None, num_layers: int | None = None,
-    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0,
+    model_path: str | None,
+    *,
+    dummy_preset: str | None = None,
+    num_layers: int | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    seed: int = 0,
 ) -> Qwen3ForCausalLM:
     """Load an HF checkpoint, or build a preset shape with random weights (same on every rank)."""
     if (model_path is None) == (dummy_preset is None):
@@ -291,7 +339,9 @@ def load_model(
         args = ModelArgs.from_hf_config(json.loads(cfg_file.read_text()))
     else:
         if dummy_preset not in DUMMY_PRESETS:
-            raise ValueError(f"--dummy-preset {dummy_preset!r} unknown; choose one of {sorted(DUMMY_PRESETS)}")
+            raise ValueError(
+                f"--dummy-preset {dummy_preset!r} unknown; choose one of {sorted(DUMMY_PRESETS)}"
+            )
         args = ModelArgs(**DUMMY_PRESETS[dummy_preset])
     if num_layers is not None:
         if not 1 <= num_layers <= args.num_hidden_layers:
@@ -311,9 +361,13 @@ def load_model(
             state.pop("lm_head.weight", None)
         state = {k: v for k, v in state.items() if not _beyond(k, args.num_hidden_layers)}
         res = model.load_state_dict(state, strict=False)
-        missing = [k for k in res.missing_keys if not (args.tie_word_embeddings and k == "lm_head.weight")]
+        missing = [
+            k for k in res.missing_keys if not (args.tie_word_embeddings and k == "lm_head.weight")
+        ]
         if missing or res.unexpected_keys:
-            raise ValueError(f"checkpoint {model_path} does not match: missing {missing[:8]}, unexpected {res.unexpected_keys[:8]}")
+            raise ValueError(
+                f"checkpoint {model_path} does not match: missing {missing[:8]}, unexpected {res.unexpected_keys[:8]}"
+            )
     else:
         g = torch.Generator(device=device).manual_seed(seed)
         with torch.no_grad():

@@ -52,7 +52,10 @@ def predict_prefill(m: PrefillModelInputs) -> dict[str, float]:
     K, N = math.ceil(m.prompt_len / m.chunk_size), m.n_stages
     t_c = m.t1_compute_s / (K * N)
     compute_s = (K + N - 1) * t_c
-    hop_s = m.latency_s + min(m.chunk_size, m.prompt_len) * m.hidden_size * m.act_bytes / m.bw_bytes_per_s
+    hop_s = (
+        m.latency_s
+        + min(m.chunk_size, m.prompt_len) * m.hidden_size * m.act_bytes / m.bw_bytes_per_s
+    )
     act_comm_s = (N - 1) * hop_s
     kv_total = m.prompt_len * m.n_layers * m.kv_bytes_per_token_layer
     sync_s = (N - 1) * m.latency_s + (N - 1) / N * kv_total / m.bw_bytes_per_s if N > 1 else 0.0

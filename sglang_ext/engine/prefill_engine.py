@@ -20,7 +20,12 @@ import torch
 import torch.distributed as dist
 
 from sglang_ext.distributed import comm
-from sglang_ext.distributed.dims import EngineGroups, ParallelDims, build_engine_groups, init_distributed
+from sglang_ext.distributed.dims import (
+    EngineGroups,
+    ParallelDims,
+    build_engine_groups,
+    init_distributed,
+)
 from sglang_ext.engine.attention import resolve_backend
 from sglang_ext.engine.config import PrefillConfig
 from sglang_ext.engine.kv_sync import BackgroundKVSync, get_strategy
@@ -45,7 +50,13 @@ class EngineResult:
 
 
 class PrefillEngine:
-    def __init__(self, cfg: PrefillConfig, model: Qwen3ForCausalLM, groups: EngineGroups, device: torch.device):
+    def __init__(
+        self,
+        cfg: PrefillConfig,
+        model: Qwen3ForCausalLM,
+        groups: EngineGroups,
+        device: torch.device,
+    ):
         self.cfg, self.model, self.groups, self.device = cfg, model, groups, device
         self.rank, self.n = comm.group_rank(groups.pipeline), comm.group_size(groups.pipeline)
         ParallelDims(pp=self.n, world_size=self.n)
@@ -67,8 +78,22 @@ class PrefillEngine:
         ids_t = torch.tensor(ids, dtype=torch.long, device=self.device)
         dist.barrier(group=pp)
         clock = Clock()
-        tm = RankTimings(rank=r, world_size=n, stage_layers=[layers.start, layers.stop], prompt_len=P, n_chunks=len(chunks))
-        syncer = BackgroundKVSync(self.strategy, caches, self.stages, P, group=self.groups.kv_sync, device=self.device, clock=clock)
+        tm = RankTimings(
+            rank=r,
+            world_size=n,
+            stage_layers=[layers.start, layers.stop],
+            prompt_len=P,
+            n_chunks=len(chunks),
+        )
+        syncer = BackgroundKVSync(
+            self.strategy,
+            caches,
+            self.stages,
+            P,
+            group=self.groups.kv_sync,
+            device=self.device,
+            clock=clock,
+        )
         pending: list[dist.Work] = []
         dtype = m.lm_head.weight.dtype
         x = None
@@ -99,8 +124,10 @@ class PrefillEngine:
         try:
             comm.broadcast(h, n - 1, group=pp)
         except RuntimeError as e:
-            raise RuntimeError(f"rank {r}: broadcast of the last hidden state from rank {n - 1} failed "
-                               f"(did a rank die?): {e}") from e
+            raise RuntimeError(
+                f"rank {r}: broadcast of the last hidden state from rank {n - 1} failed "
+                f"(did a rank die?): {e}"
+            ) from e
         logits = m.logits(h[None])[0]
         self._dev_sync()
         tm.prefill_end_s = clock()
@@ -155,13 +182,17 @@ def resolve_prompt(cfg: PrefillConfig, vocab_size: int) -> list[int]:
         g = torch.Generator().manual_seed(cfg.seed + 1)
         return torch.randint(0, vocab_size, (cfg.prompt_len,), generator=g).tolist()
     if cfg.model_path is None:
-        raise ValueError("--prompt text needs a tokenizer: use --model-path, or --prompt-len with --dummy-preset")
+        raise ValueError(
+            "--prompt text needs a tokenizer: use --model-path, or --prompt-len with --dummy-preset"
+        )
     from transformers import AutoTokenizer
 
     try:
         tok = AutoTokenizer.from_pretrained(cfg.model_path)
     except (OSError, ValueError) as e:
-        raise ValueError(f"no tokenizer in {cfg.model_path} ({e}); give --prompt-ids or --prompt-len") from e
+        raise ValueError(
+            f"no tokenizer in {cfg.model_path} ({e}); give --prompt-ids or --prompt-len"
+        ) from e
     return tok(cfg.prompt)["input_ids"]
 
 
@@ -174,23 +205,32 @@ def run_in_groups(cfg: PrefillConfig, groups: EngineGroups, device: torch.device
         torch.set_num_threads(cfg.num_threads)
     logger.info("loading model")
     model = load_model(
-        cfg.model_path, dummy_preset=cfg.dummy_preset, num_layers=cfg.num_layers,
-        device=device, dtype=_DTYPES[cfg.dtype], seed=cfg.seed,
+        cfg.model_path,
+        dummy_preset=cfg.dummy_preset,
+        num_layers=cfg.num_layers,
+        device=device,
+        dtype=_DTYPES[cfg.dtype],
+        seed=cfg.seed,
     )
     logger.info("model loaded")
     engine = PrefillEngine(cfg, model, groups, device)
     ids = resolve_prompt(cfg, model.args.vocab_size)
-    res = engine.generate(ids)
     r = engine.rank
-    if cfg.log_dir:
-        from sglang_ext.perf.records import append_jsonl, make_record
+    for i in range(cfg.repeats):
+        res = engine.generate(ids)
+        if cfg.log_dir:
+            from sglang_ext.perf.records import append_jsonl, make_record
 
-        rec = make_record("sp_pp_rank", cfg, res.timings.metrics())
-        rec["config"]["attention_backend_resolved"] = engine.backend
-        append_jsonl(Path(cfg.log_dir) / f"rank{r}.jsonl", rec)
+            rec = make_record("sp_pp_rank", cfg, {**res.timings.metrics(), "repeat": i})
+            rec["config"]["attention_backend_resolved"] = engine.backend
+            rec["config"]["world_size"] = engine.n
+            append_jsonl(Path(cfg.log_dir) / f"rank{r}.jsonl", rec)
     if cfg.dump_dir:
         Path(cfg.dump_dir).mkdir(parents=True, exist_ok=True)
-        torch.save({"tokens": res.tokens, "logits": res.logits, "kv": res.kv}, Path(cfg.dump_dir) / f"rank{r}.pt")
+        torch.save(
+            {"tokens": res.tokens, "logits": res.logits, "kv": res.kv},
+            Path(cfg.dump_dir) / f"rank{r}.pt",
+        )
     logger.info("rank %d: prefill %.3fs, tokens %s", r, res.timings.prefill_s, res.tokens)
     return res
 

@@ -22,7 +22,9 @@ def _stage_kv(s: int) -> torch.Tensor:
 
 
 def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     from sglang_ext.distributed import comm
     from sglang_ext.distributed.dims import build_engine_groups, init_distributed
 
@@ -57,7 +59,9 @@ def test_strategies_and_comm(tmp_path):
             bufs, sent = res[name]
             assert sent > 0, name
             for s in range(world):
-                torch.testing.assert_close(bufs[s], _stage_kv(s), rtol=0, atol=0, msg=f"{name}: rank {r} stage {s}")
+                torch.testing.assert_close(
+                    bufs[s], _stage_kv(s), rtol=0, atol=0, msg=f"{name}: rank {r} stage {s}"
+                )
         assert res["ring_shift"].tolist() == [float((r - 1) % world)] * 2
         assert res["broadcast"].tolist() == [float(world - 1)] * 3
 

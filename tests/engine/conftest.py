@@ -11,9 +11,19 @@ def make_tiny_checkpoint(path, kind: str, seed: int = 0) -> str:
     from transformers import Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
 
     common = dict(
-        vocab_size=256, hidden_size=64, num_hidden_layers=4, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=16, intermediate_size=96, max_position_embeddings=512,
-        rope_theta=10000.0, torch_dtype="float32", eos_token_id=None, bos_token_id=None, pad_token_id=0,
+        vocab_size=256,
+        hidden_size=64,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        intermediate_size=96,
+        max_position_embeddings=512,
+        rope_theta=10000.0,
+        torch_dtype="float32",
+        eos_token_id=None,
+        bos_token_id=None,
+        pad_token_id=0,
     )
     torch.manual_seed(seed)
     if kind == "qwen3":
@@ -23,8 +33,14 @@ def make_tiny_checkpoint(path, kind: str, seed: int = 0) -> str:
         # one expert, top-1; decoder_sparse_step=1 and no mlp_only_layers -> every layer MoE,
         # except layer 2 made dense through mlp_only_layers to cover both layer kinds.
         cfg = Qwen3MoeConfig(
-            num_experts=1, num_experts_per_tok=1, moe_intermediate_size=48, decoder_sparse_step=1,
-            mlp_only_layers=[2], norm_topk_prob=False, tie_word_embeddings=False, **common,
+            num_experts=1,
+            num_experts_per_tok=1,
+            moe_intermediate_size=48,
+            decoder_sparse_step=1,
+            mlp_only_layers=[2],
+            norm_topk_prob=False,
+            tie_word_embeddings=False,
+            **common,
         )
         model = Qwen3MoeForCausalLM(cfg)
     with torch.no_grad():  # make the norms non-trivial so q_norm/k_norm mistakes show

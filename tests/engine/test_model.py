@@ -25,11 +25,17 @@ def test_chunked_forward_matches_hf(tiny_models, kind, chunk):
         for s in range(0, len(ids), chunk):
             h = ours.run_layers(ours.embed(ids[s : s + chunk]), range(4), caches, s, "sdpa")
         logits = ours.logits(h[-1:])[0]
-    torch.testing.assert_close(logits, ref.logits[0, -1], atol=ATOL, rtol=RTOL, msg=f"{kind} logits")
+    torch.testing.assert_close(
+        logits, ref.logits[0, -1], atol=ATOL, rtol=RTOL, msg=f"{kind} logits"
+    )
     for i, c in enumerate(caches):
         k_ref, v_ref = ref.past_key_values[i]  # [1, Hkv, L, d]
-        torch.testing.assert_close(c.k.transpose(0, 1), k_ref[0], atol=ATOL, rtol=RTOL, msg=f"{kind} k{i}")
-        torch.testing.assert_close(c.v.transpose(0, 1), v_ref[0], atol=ATOL, rtol=RTOL, msg=f"{kind} v{i}")
+        torch.testing.assert_close(
+            c.k.transpose(0, 1), k_ref[0], atol=ATOL, rtol=RTOL, msg=f"{kind} k{i}"
+        )
+        torch.testing.assert_close(
+            c.v.transpose(0, 1), v_ref[0], atol=ATOL, rtol=RTOL, msg=f"{kind} v{i}"
+        )
 
 
 def test_moe_layer_rule_follows_hf(tiny_models):

@@ -52,8 +52,17 @@ def test_config_validation_names_the_flag():
 
 
 def _inputs(**kw):
-    base = dict(t1_compute_s=1.0, prompt_len=1000, chunk_size=100, n_stages=4, n_layers=8,
-                hidden_size=64, kv_bytes_per_token_layer=256, bw_bytes_per_s=1e9, latency_s=1e-5)
+    base = dict(
+        t1_compute_s=1.0,
+        prompt_len=1000,
+        chunk_size=100,
+        n_stages=4,
+        n_layers=8,
+        hidden_size=64,
+        kv_bytes_per_token_layer=256,
+        bw_bytes_per_s=1e9,
+        latency_s=1e-5,
+    )
     base.update(kw)
     return PrefillModelInputs(**base)
 
@@ -86,11 +95,23 @@ def test_model_efficiency_tends_to_one_with_many_chunks_and_free_links():
 
 def test_summarize_ranks():
     def rank(ps, pe, comp, ss, se):
-        return dict(prefill_start_s=ps, prefill_end_s=pe, prefill_s=pe - ps, compute_s=comp, bubble_s=pe - ps - comp,
-                    kv_final_s=ss, kv_sync_start_s=ss, kv_sync_end_s=se, kv_sync_bytes_recv=10, decode_tok_per_s=5.0)
+        return dict(
+            prefill_start_s=ps,
+            prefill_end_s=pe,
+            prefill_s=pe - ps,
+            compute_s=comp,
+            bubble_s=pe - ps - comp,
+            kv_final_s=ss,
+            kv_sync_start_s=ss,
+            kv_sync_end_s=se,
+            kv_sync_bytes_recv=10,
+            decode_tok_per_s=5.0,
+        )
 
     s = summarize_ranks([rank(0.0, 1.0, 0.5, 0.6, 1.2), rank(0.0, 1.0, 0.8, 0.9, 1.1)])
     assert s["prefill_s"] == 1.0 and s["kv_ready_s"] == pytest.approx(1.2)
-    assert s["kv_sync_window_s"] == pytest.approx(0.6) and s["kv_sync_exposed_s"] == pytest.approx(0.2)
+    assert s["kv_sync_window_s"] == pytest.approx(0.6) and s["kv_sync_exposed_s"] == pytest.approx(
+        0.2
+    )
     assert s["kv_sync_hidden_frac"] == pytest.approx(1 - 0.2 / 0.6)
     assert s["bubble_frac"] == pytest.approx((0.5 + 0.2) / 2)

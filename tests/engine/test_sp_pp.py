@@ -14,7 +14,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
@@ -27,11 +26,22 @@ ATOL, RTOL = 1e-4, 1e-4
 
 CASES = {
     1: [("qwen3", "pairwise", 7, None), ("qwen3_moe", "ring", 6, None)],
-    2: [("qwen3", "pairwise", 5, None), ("qwen3", "ring", 6, None),
-        ("qwen3_moe", "pairwise", 6, None), ("qwen3_moe", "ring", 5, [3, 1])],
-    3: [("qwen3", "ring", 7, None), ("qwen3_moe", "pairwise", 5, [1, 2, 1]),
-        ("qwen3_moe", "ring", 6, [2, 1, 1])],
-    4: [("qwen3", "pairwise", 6, None), ("qwen3_moe", "ring", 5, None), ("qwen3_moe", "pairwise", 32, None)],
+    2: [
+        ("qwen3", "pairwise", 5, None),
+        ("qwen3", "ring", 6, None),
+        ("qwen3_moe", "pairwise", 6, None),
+        ("qwen3_moe", "ring", 5, [3, 1]),
+    ],
+    3: [
+        ("qwen3", "ring", 7, None),
+        ("qwen3_moe", "pairwise", 5, [1, 2, 1]),
+        ("qwen3_moe", "ring", 6, [2, 1, 1]),
+    ],
+    4: [
+        ("qwen3", "pairwise", 6, None),
+        ("qwen3_moe", "ring", 5, None),
+        ("qwen3_moe", "pairwise", 32, None),
+    ],
 }
 
 
@@ -46,7 +56,9 @@ def _free_port() -> int:
 
 
 def _worker(rank: int, world: int, port: int, models: dict, cases: list, out: str) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     from sglang_ext.distributed.dims import build_engine_groups, init_distributed
     from sglang_ext.engine.config import PrefillConfig
@@ -55,9 +67,17 @@ def _worker(rank: int, world: int, port: int, models: dict, cases: list, out: st
     _, _, dev = init_distributed("cpu", 30.0)
     groups = build_engine_groups(30.0)
     for i, (kind, sync, chunk, split) in enumerate(cases):
-        cfg = PrefillConfig(model_path=models[kind], prompt_ids=_prompt(), chunk_size=chunk, sync=sync,
-                            stage_split=split, max_new_tokens=MAX_NEW, attention_backend="sdpa",
-                            timeout_s=30.0, dump_dir=f"{out}/case{i}")
+        cfg = PrefillConfig(
+            model_path=models[kind],
+            prompt_ids=_prompt(),
+            chunk_size=chunk,
+            sync=sync,
+            stage_split=split,
+            max_new_tokens=MAX_NEW,
+            attention_backend="sdpa",
+            timeout_s=30.0,
+            dump_dir=f"{out}/case{i}",
+        )
         run_in_groups(cfg, groups, dev)
     torch.distributed.destroy_process_group()
 
@@ -73,35 +93,88 @@ def hf_refs(tiny_models):
         with torch.no_grad():
             out = hf(ids, use_cache=True)
             # explicit mask: the prompt contains token 0 (= pad_token_id), which HF would mask
-            gen = hf.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=MAX_NEW, do_sample=False, eos_token_id=None, pad_token_id=0)
-        kv = torch.stack([torch.stack([k[0], v[0]]).transpose(1, 2) for k, v in out.past_key_values])
-        refs[kind] = dict(logits=out.logits[0, -1], tokens=gen[0, P:].tolist(), kv=kv)  # kv: [L, 2, P, Hkv, d]
+            gen = hf.generate(
+                ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=MAX_NEW,
+                do_sample=False,
+                eos_token_id=None,
+                pad_token_id=0,
+            )
+        kv = torch.stack(
+            [torch.stack([k[0], v[0]]).transpose(1, 2) for k, v in out.past_key_values]
+        )
+        refs[kind] = dict(
+            logits=out.logits[0, -1], tokens=gen[0, P:].tolist(), kv=kv
+        )  # kv: [L, 2, P, Hkv, d]
     return refs
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
 def test_sp_pp_matches_hf(world, tiny_models, hf_refs, tmp_path):
     cases = CASES[world]
-    mp.spawn(_worker, args=(world, _free_port(), tiny_models, cases, str(tmp_path)), nprocs=world, join=True)
+    mp.spawn(
+        _worker,
+        args=(world, _free_port(), tiny_models, cases, str(tmp_path)),
+        nprocs=world,
+        join=True,
+    )
     for i, (kind, sync, chunk, split) in enumerate(cases):
         ref = hf_refs[kind]
         for r in range(world):
             what = f"N={world} {kind} sync={sync} chunk={chunk} split={split} rank {r}"
             got = torch.load(tmp_path / f"case{i}" / f"rank{r}.pt")
-            assert got["tokens"] == ref["tokens"], f"{what}: tokens {got['tokens']} != HF {ref['tokens']}"
-            torch.testing.assert_close(got["logits"], ref["logits"], atol=ATOL, rtol=RTOL, msg=lambda m: f"{what} logits: {m}")
+            assert got["tokens"] == ref["tokens"], (
+                f"{what}: tokens {got['tokens']} != HF {ref['tokens']}"
+            )
+            torch.testing.assert_close(
+                got["logits"],
+                ref["logits"],
+                atol=ATOL,
+                rtol=RTOL,
+                msg=lambda m, what=what: f"{what} logits: {m}",
+            )
             assert got["kv"].shape == ref["kv"].shape, what
             for layer in range(ref["kv"].shape[0]):
-                torch.testing.assert_close(got["kv"][layer], ref["kv"][layer], atol=ATOL, rtol=RTOL,
-                                           msg=lambda m, layer=layer: f"{what} KV layer {layer}: {m}")
+                torch.testing.assert_close(
+                    got["kv"][layer],
+                    ref["kv"][layer],
+                    atol=ATOL,
+                    rtol=RTOL,
+                    msg=lambda m, layer=layer, what=what: f"{what} KV layer {layer}: {m}",
+                )
 
 
 def test_dead_rank_ends_the_run(tiny_models, tmp_path):
     """Rank 1 exits after chunk 1: the launcher exits non-zero, naming rank 1, in bounded time."""
-    cmd = [sys.executable, "-m", "sglang_ext.engine.launcher", "--nproc-per-node", "3", "--grace-s", "20", "--",
-           "--model-path", tiny_models["qwen3"], "--prompt-len", "40", "--chunk-size", "4", "--sync", "ring",
-           "--max-new-tokens", "2", "--timeout-s", "20", "--fault-rank", "1", "--fault-after-chunk", "1",
-           "--log-dir", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sglang_ext.engine.launcher",
+        "--nproc-per-node",
+        "3",
+        "--grace-s",
+        "20",
+        "--",
+        "--model-path",
+        tiny_models["qwen3"],
+        "--prompt-len",
+        "40",
+        "--chunk-size",
+        "4",
+        "--sync",
+        "ring",
+        "--max-new-tokens",
+        "2",
+        "--timeout-s",
+        "20",
+        "--fault-rank",
+        "1",
+        "--fault-after-chunk",
+        "1",
+        "--log-dir",
+        str(tmp_path),
+    ]
     t0 = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
     elapsed = time.monotonic() - t0
@@ -116,9 +189,26 @@ def test_dead_rank_ends_the_run(tiny_models, tmp_path):
 def test_cli_via_launcher_writes_records(tiny_models, tmp_path):
     from sglang_ext.perf.records import read_jsonl
 
-    cmd = [sys.executable, "-m", "sglang_ext.engine.launcher", "--nproc-per-node", "2", "--",
-           "--model-path", tiny_models["qwen3_moe"], "--prompt-ids", ",".join(map(str, _prompt())),
-           "--chunk-size", "5", "--sync", "pairwise", "--max-new-tokens", "3", "--log-dir", str(tmp_path)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "sglang_ext.engine.launcher",
+        "--nproc-per-node",
+        "2",
+        "--",
+        "--model-path",
+        tiny_models["qwen3_moe"],
+        "--prompt-ids",
+        ",".join(map(str, _prompt())),
+        "--chunk-size",
+        "5",
+        "--sync",
+        "pairwise",
+        "--max-new-tokens",
+        "3",
+        "--log-dir",
+        str(tmp_path),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
     assert proc.returncode == 0, proc.stderr
     recs = [next(read_jsonl(tmp_path / f"rank{r}.jsonl")) for r in range(2)]

@@ -1,0 +1,162 @@
+"""Time sglang 0.4.7's own prefill (``--pp-size 2`` / ``--tp-size 2``) on the model the
+native engine runs: write the model as an HF checkpoint, start ``python -m
+sglang_ext.launch_server`` on it, time ``/generate`` with ``max_new_tokens=1``, stop it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sglang_ext.engine.model import Qwen3ForCausalLM
+
+__all__ = ["save_hf_checkpoint", "time_sglang_prefill", "dummy_checkpoint", "prompt_ids"]
+
+logger = logging.getLogger(__name__)
+
+
+def save_hf_checkpoint(model: Qwen3ForCausalLM, path: str | Path) -> Path:
+    """config.json (qwen3_moe when the model has experts) + model.safetensors."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    a = model.args
+    cfg = dataclasses.asdict(a)
+    cfg["mlp_only_layers"] = list(a.mlp_only_layers)
+    moe = a.num_experts > 0
+    dtype = str(model.lm_head.weight.dtype).removeprefix("torch.")
+    cfg.update(
+        model_type="qwen3_moe" if moe else "qwen3",
+        torch_dtype=dtype,
+        hidden_act="silu",
+        architectures=["Qwen3MoeForCausalLM" if moe else "Qwen3ForCausalLM"],
+        max_position_embeddings=32768,
+        use_sliding_window=False,
+        attention_dropout=0.0,
+    )
+    (path / "config.json").write_text(json.dumps(cfg, indent=1))
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if a.tie_word_embeddings:
+        state.pop("lm_head.weight", None)
+    save_file(state, str(path / "model.safetensors"))
+    return path
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, body: dict, timeout: float) -> dict:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def time_sglang_prefill(
+    model_path: str,
+    flags: list[str],
+    prompts: dict[int, list[int]],
+    *,
+    repeats: int = 3,
+    startup_timeout_s: float = 300.0,
+    request_timeout_s: float = 300.0,
+    log_file: str | None = None,
+) -> dict[str, Any]:
+    """Start the server with ``flags``; for each prompt time ``repeats`` prefills (the first
+    one warms up; min and median of the rest are kept); stop the server.
+
+    Returns ``{"startup_s": ..., "points": {prompt_len: {"prefill_s", "prefill_median_s", "all_s"}}}``.
+    """
+    port = _port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "sglang_ext.launch_server",
+        "--model-path",
+        model_path,
+        "--port",
+        str(port),
+        "--skip-tokenizer-init",
+        *flags,
+    ]
+    out = open(log_file, "w") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        t0 = time.monotonic()
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"sglang server {' '.join(flags)} exited with {proc.returncode} (log: {log_file})"
+                )
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=5) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() - t0 > startup_timeout_s:
+                raise TimeoutError(
+                    f"sglang server {' '.join(flags)} not healthy after {startup_timeout_s}s"
+                )
+            time.sleep(1.0)
+        startup_s = time.monotonic() - t0
+        points = {}
+        for plen, ids in prompts.items():
+            body = {"input_ids": ids, "sampling_params": {"max_new_tokens": 1, "temperature": 0.0}}
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                _post(base + "/generate", body, request_timeout_s)
+                times.append(time.perf_counter() - t)
+            warm = sorted(times[1:] or times)
+            points[plen] = {
+                "prefill_s": warm[0],
+                "prefill_median_s": warm[len(warm) // 2],
+                "all_s": times,
+            }
+        return {"startup_s": startup_s, "points": points}
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)  # the server's own session: it and its ranks
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if log_file:
+            out.close()
+
+
+def dummy_checkpoint(
+    preset: str, num_layers: int | None, dtype: torch.dtype, seed: int, path: str | Path
+) -> Path:
+    """The bench's random-weight model, saved for sglang (same weights as the engine's ranks)."""
+    from sglang_ext.engine.model import load_model
+
+    return save_hf_checkpoint(
+        load_model(None, dummy_preset=preset, num_layers=num_layers, dtype=dtype, seed=seed), path
+    )
+
+
+def prompt_ids(prompt_len: int, vocab_size: int, seed: int) -> list[int]:
+    """The engine's ``--prompt-len`` prompt (``resolve_prompt``), for the same tokens in sglang."""
+    g = torch.Generator().manual_seed(seed + 1)
+    return torch.randint(0, vocab_size, (prompt_len,), generator=g).tolist()
