@@ -350,7 +350,7 @@ def load_model(
     if torch.device(device).type == "cuda":  # big shapes: allocate once, no init kernels
         with torch.device("meta"):
             model = Qwen3ForCausalLM(args)
-        model = model.to_empty(device=device).to(dtype)
+        model = model.to(dtype).to_empty(device=device)
     else:  # the meta path imports torch's symbolic-shape machinery (~1s a process)
         model = Qwen3ForCausalLM(args).to(dtype)
     if args.tie_word_embeddings:

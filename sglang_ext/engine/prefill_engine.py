@@ -94,7 +94,7 @@ class PrefillEngine:
             device=self.device,
             clock=clock,
         )
-        pending: list[dist.Work] = []
+        pending: list[tuple[dist.Work, torch.Tensor]] = []  # keep sent tensors alive
         dtype = m.lm_head.weight.dtype
         x = None
         tm.prefill_start_s = clock()
@@ -111,14 +111,14 @@ class PrefillEngine:
             tm.chunk_recv_wait_s.append(t1 - t)
             tm.chunk_compute_s.append(t2 - t1)
             if r < n - 1:
-                pending.append(comm.isend(x, r + 1, group=pp))
+                pending.append((comm.isend(x, r + 1, group=pp), x))
             if cfg.fault_rank == r and cfg.fault_after_chunk == c:
                 sys.stderr.write(f"rank {r}: fault injection, exiting after chunk {c}\n")
                 sys.stderr.flush()
                 os._exit(1)
         syncer.kv_final()
         tm.kv_final_s = clock()
-        for w in pending:
+        for w, _ in pending:
             w.wait()
         h = x[-1].clone() if r == n - 1 else torch.empty(D, dtype=dtype, device=self.device)
         try:
