@@ -172,22 +172,52 @@ def fused_experts_triton_matches_float64():
         w2 = torch.randn(e, 64, 32, generator=g) * 0.1
         tw, ti = fused_topk(x, torch.randn(m, e, generator=g), k, renormalize=True)
         want = _moe_ref(x, w1, w2, tw, ti)
-        for impl in ("torch", "triton"):
+        for impl in ("torch", "triton", "sglang"):
             os.environ["SGLANG_EXT_STANDIN_MOE_ALIGN"] = impl
             got = fused_experts_impl(x, w1, w2, tw, ti, inplace=False, activation="silu")
             _close(got.double(), want, 2e-3, 2e-3, f"M={m} E={e} top{k} align={impl}")
     os.environ.pop("SGLANG_EXT_STANDIN_MOE_ALIGN")
 
 
+def _random_ids(g, m, k, e):
+    return torch.stack([torch.randperm(e, generator=g)[:k] for _ in range(m)]).int()
+
+
+ALIGN_CASES = [(1, 1, 1, 16), (33, 2, 8, 16), (300, 1, 1, 64), (222, 8, 64, 64), (9, 4, 5, 4)]
+
+
 @case
-def align_triton_delegation_invariants():
+def align_fused_triton_invariants():
+    # the stand-in's own three-launch kernel (its default on CUDA), incl. -1 masked tokens
+    g = torch.Generator().manual_seed(4)
+    for m, k, e, bs in ALIGN_CASES:
+        ids = _random_ids(g, m, k, e)
+        ids[m // 2] = -1
+        cap = ids.numel() + e * (bs - 1)
+        sorted_ids = torch.full((cap,), -7, dtype=torch.int32)
+        expert_ids = torch.full(((cap + bs - 1) // bs,), -7, dtype=torch.int32)
+        n_post = torch.empty(1, dtype=torch.int32)
+        cumsum = torch.empty(e + 1, dtype=torch.int32)
+        os.environ["SGLANG_EXT_STANDIN_MOE_ALIGN"] = "triton"
+        try:
+            sgl_kernel.moe_align_block_size(
+                ids, e, bs, sorted_ids, expert_ids, n_post, None, cumsum
+            )
+        finally:
+            os.environ.pop("SGLANG_EXT_STANDIN_MOE_ALIGN")
+        check_alignment(ids, e, bs, sorted_ids, expert_ids, n_post)
+        assert cumsum[0] == 0 and cumsum[-1] == n_post[0], f"cumsum {cumsum.tolist()}"
+
+
+@case
+def align_sglang_delegation_invariants():
     from sglang.srt.layers.moe.fused_moe_triton.fused_moe import moe_align_block_size
 
-    os.environ["SGLANG_EXT_STANDIN_MOE_ALIGN"] = "triton"
+    os.environ["SGLANG_EXT_STANDIN_MOE_ALIGN"] = "sglang"
     try:
         g = torch.Generator().manual_seed(3)
-        for m, k, e, bs in [(1, 1, 1, 16), (33, 2, 8, 16), (9, 4, 5, 4)]:
-            ids = torch.stack([torch.randperm(e, generator=g)[:k] for _ in range(m)]).int()
+        for m, k, e, bs in ALIGN_CASES[:3] + ALIGN_CASES[4:]:
+            ids = _random_ids(g, m, k, e)
             sorted_ids, expert_ids, n_post = moe_align_block_size(ids, bs, e)  # sglang's
             check_alignment(ids, e, bs, sorted_ids, expert_ids, n_post)
     finally:

@@ -64,9 +64,11 @@ def test_rope_on_cuda_qkv_views(neox):
     assert torch.equal(got[:, (hq + hk) * d :], qkv[:, (hq + hk) * d :].double()), "v touched"
 
 
+@pytest.mark.parametrize("impl", ["triton", "torch"])
 @pytest.mark.parametrize("m,k,e,bs", [(1, 1, 1, 64), (4096, 1, 1, 64), (777, 8, 128, 64)])
-def test_routing_ops_capture_in_cuda_graph(m, k, e, bs):
+def test_routing_ops_capture_in_cuda_graph(m, k, e, bs, impl, monkeypatch):
     # static buffers as in sglang's graph runner; capture, change the inputs, replay
+    monkeypatch.setenv(sk.moe.ALIGN_IMPL_ENV, impl)
     logits = torch.randn(m, e, device=DEV)
     w = torch.empty(m, k, device=DEV)
     ids = torch.empty(m, k, dtype=torch.int32, device=DEV)

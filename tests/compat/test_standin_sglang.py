@@ -22,7 +22,8 @@ CASES = [
     "layers_forward_cuda_match_forward_native",
     "fused_topk_matches_float64",
     "fused_experts_triton_matches_float64",
-    "align_triton_delegation_invariants",
+    "align_fused_triton_invariants",
+    "align_sglang_delegation_invariants",
 ]
 
 

@@ -4,11 +4,13 @@ Call sites in sglang 0.4.7: ``layers/moe/topk.py`` (``fused_topk``) and
 ``layers/moe/fused_moe_triton/fused_moe.py`` (``moe_align_block_size``, which pre-fills
 ``sorted_token_ids`` with ``topk_ids.numel()`` and passes two scratch buffers).
 
-``moe_align_block_size`` has two implementations, picked by ``SGLANG_EXT_STANDIN_MOE_ALIGN``:
+``moe_align_block_size`` has three implementations, picked by ``SGLANG_EXT_STANDIN_MOE_ALIGN``:
 
-* ``torch`` (default): a stable argsort plus scatters.  No host synchronisation, so it can
-  be captured in a CUDA graph, and no Triton kernel is specialised on the token count.
-* ``triton``: delegates to sglang's own ``moe_align_block_size_triton``.  Its kernels take
+* ``auto`` (default): ``triton`` for CUDA tensors, ``torch`` otherwise.
+* ``triton``: ``moe_align_triton.moe_align_block_size_fused``, three chunked launches with
+  no host synchronisation (CUDA-graph safe) and no recompiles per token count.
+* ``torch``: a stable argsort plus scatters; also graph safe, but ~40 small kernels.
+* ``sglang``: delegates to sglang's own ``moe_align_block_size_triton``.  Its kernels take
   ``numel`` as ``tl.constexpr``, so every new token count compiles anew, and at E=1 one
   program walks all tokens serially.  (sglang's ``ENABLE_MOE_ALIGN_BLOCK_SIZE_TRITON=1``
   reaches the same kernels without the stand-in.)
@@ -88,9 +90,23 @@ def moe_align_block_size(
             f"slots, needs topk_ids.numel() + E * (block_size - 1) = "
             f"{numel + num_experts * (block_size - 1)}"
         )
-    impl = os.environ.get(ALIGN_IMPL_ENV, "torch")
+    impl = os.environ.get(ALIGN_IMPL_ENV, "auto")
+    if impl == "auto":
+        impl = "triton" if topk_ids.is_cuda else "torch"
     if impl == "triton":
-        _align_triton(
+        from .moe_align_triton import moe_align_block_size_fused
+
+        moe_align_block_size_fused(
+            topk_ids,
+            num_experts,
+            block_size,
+            sorted_token_ids,
+            experts_ids,
+            num_tokens_post_pad,
+            cumsum_buffer,
+        )
+    elif impl == "sglang":
+        _align_sglang(
             topk_ids, num_experts, block_size, sorted_token_ids, experts_ids, num_tokens_post_pad
         )
     elif impl == "torch":
@@ -104,7 +120,9 @@ def moe_align_block_size(
             cumsum_buffer,
         )
     else:
-        raise ValueError(f"{ALIGN_IMPL_ENV}={impl!r}: expected 'torch' or 'triton'")
+        raise ValueError(
+            f"{ALIGN_IMPL_ENV}={impl!r}: expected 'auto', 'triton', 'torch' or 'sglang'"
+        )
 
 
 def _align_torch(
@@ -147,7 +165,7 @@ def _align_torch(
         cumsum_buffer.copy_(pad_start.to(cumsum_buffer.dtype))
 
 
-def _align_triton(
+def _align_sglang(
     topk_ids: torch.Tensor,
     n_exp: int,
     bs: int,
