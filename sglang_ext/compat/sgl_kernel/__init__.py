@@ -9,8 +9,11 @@ What it provides, with sgl_kernel 0.1.7's calling conventions as sglang 0.4.7 us
 
 * plain torch: ``rmsnorm``, ``fused_add_rmsnorm``, ``gemma_rmsnorm``,
   ``gemma_fused_add_rmsnorm``, ``silu_and_mul``, ``gelu_and_mul``, ``gelu_tanh_and_mul``,
-  ``apply_rope_with_cos_sin_cache_inplace``, ``topk_softmax``, ``moe_align_block_size``
-  (torch by default, sglang's Triton version with ``SGLANG_EXT_STANDIN_MOE_ALIGN=triton``).
+  ``apply_rope_with_cos_sin_cache_inplace``, ``topk_softmax``.
+* ``moe_align_block_size``: a three-launch Triton kernel on CUDA, torch elsewhere;
+  ``SGLANG_EXT_STANDIN_MOE_ALIGN=torch|triton|sglang`` forces one (``sglang`` = sglang's
+  own ``moe_align_block_size_triton``).  All ops avoid host synchronisation, so sglang's
+  CUDA graphs can capture them.
 * every other name: ``from sgl_kernel import foo`` succeeds (module ``__getattr__``), and
   calling ``foo`` raises ``NotImplementedError`` naming the op and the flag that avoids it.
   Submodules ``sgl_kernel.allreduce`` and ``sgl_kernel.flash_attn`` behave the same way.
