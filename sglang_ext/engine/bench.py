@@ -12,7 +12,7 @@ from sglang_ext.engine.launcher import launch
 from sglang_ext.engine.perf_model import PrefillModelInputs, predict_prefill, summarize_ranks
 from sglang_ext.perf.records import read_jsonl
 
-__all__ = ["run_point", "compare_point"]
+__all__ = ["run_point", "compare_point", "sweep"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,3 +72,99 @@ def compare_point(
         "scaling_efficiency": speedup / n,
         **{f"model_{k}": v for k, v in model.items()},
     }
+
+
+_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def sweep(
+    *,
+    preset: str,
+    num_layers: int | None,
+    dtype: str,
+    device: str,
+    attention_backend: str,
+    prompt_lens: list[int],
+    nprocs: list[int],
+    syncs: list[str],
+    chunk_size: int,
+    max_new_tokens: int,
+    repeats: int,
+    bw_gbps: float,
+    latency_us: float,
+    output: str,
+) -> list[dict[str, Any]]:
+    """Every (prompt, N, sync) point against the 1-rank baseline of its prompt; append records."""
+    from sglang_ext.engine.model import DUMMY_PRESETS
+    from sglang_ext.perf.records import append_jsonl, make_record
+
+    shape = DUMMY_PRESETS[preset]
+    nb = _BYTES[dtype]
+    shape_m = dict(
+        n_layers=num_layers or shape["num_hidden_layers"],
+        hidden_size=shape["hidden_size"],
+        kv_bytes_per_token_layer=2 * shape["num_key_value_heads"] * shape["head_dim"] * nb,
+    )
+    common = [
+        "--dummy-preset",
+        preset,
+        "--device",
+        device,
+        "--dtype",
+        dtype,
+        "--attention-backend",
+        attention_backend,
+        "--chunk-size",
+        str(chunk_size),
+        "--max-new-tokens",
+        str(max_new_tokens),
+        "--repeats",
+        str(repeats),
+    ]
+    common += ["--num-layers", str(num_layers)] if num_layers else []
+    common += ["--num-threads", "1"] if device == "cpu" else []  # baseline: one rank, one thread
+    recs = []
+    for plen in prompt_lens:
+        args = [*common, "--prompt-len", str(plen)]
+        base = run_point(1, args)
+        for n in nprocs:
+            for sync in syncs if n > 1 else syncs[:1]:
+                ranks = base if n == 1 else run_point(n, [*args, "--sync", sync])
+                m = compare_point(
+                    ranks,
+                    base,
+                    shape=shape_m,
+                    bw_bytes_per_s=bw_gbps * 1e9,
+                    latency_s=latency_us * 1e-6,
+                    act_bytes=nb,
+                )
+                m["per_rank"] = [
+                    {k: v for k, v in r.items() if not k.startswith("_")} for r in ranks
+                ]
+                cfg = {
+                    **{k: v for k, v in ranks[0]["_config"].items() if k != "log_dir"},
+                    "nprocs": n,
+                    "sync": sync if n > 1 else None,
+                    "model_bw_gbps": bw_gbps,
+                    "model_latency_us": latency_us,
+                }
+                rec = make_record("sp_pp", cfg, m)
+                append_jsonl(output, rec)
+                recs.append(rec)
+                h = m["measured_kv_sync_hidden_frac"]
+                logger.info(
+                    "P=%d N=%d %-8s prefill %.3fs (model %.3fs) kv-ready %.3fs speedup %.2f eff %.2f "
+                    "bubble %.2f (model %.2f) sync hidden %s",
+                    plen,
+                    n,
+                    sync if n > 1 else "-",
+                    m["measured_prefill_s"],
+                    m["model_prefill_s"],
+                    m["measured_kv_ready_s"],
+                    m["speedup"],
+                    m["scaling_efficiency"],
+                    m["measured_bubble_frac"],
+                    m["model_bubble_frac"],
+                    "n/a" if h is None else f"{h:.2f}",
+                )
+    return recs

@@ -97,7 +97,8 @@ def summarize_ranks(ranks: list[dict[str, Any]]) -> dict[str, float]:
         "last_kv_final_s": kv_final - start,
         "kv_sync_window_s": window,
         "kv_sync_exposed_s": exposed,
-        "kv_sync_hidden_frac": 1.0 - exposed / window if window > 0 else float("nan"),
+        # one rank has nothing to sync: no fraction to report
+        "kv_sync_hidden_frac": 1.0 - exposed / window if window > 0 and len(ranks) > 1 else None,
         "kv_sync_bytes_recv": sum(r["kv_sync_bytes_recv"] for r in ranks),
         "decode_tok_per_s": min((r["decode_tok_per_s"] or 0.0) for r in ranks),
     }

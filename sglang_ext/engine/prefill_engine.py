@@ -44,8 +44,8 @@ class EngineResult:
     """greedy tokens, identical on every rank"""
     logits: torch.Tensor
     """[V] logits of the last prompt token"""
-    kv: torch.Tensor
-    """[L, 2, P, Hkv, d] the prompt's KV of all layers as held by this rank"""
+    kv: torch.Tensor | None
+    """[L, 2, P, Hkv, d] the prompt's KV of all layers as held by this rank (if keep_kv)"""
     timings: RankTimings
 
 
@@ -69,7 +69,7 @@ class PrefillEngine:
             torch.cuda.synchronize(self.device)
 
     @torch.no_grad()
-    def generate(self, ids: list[int]) -> EngineResult:
+    def generate(self, ids: list[int], *, keep_kv: bool = False) -> EngineResult:
         cfg, m, pp, r, n = self.cfg, self.model, self.groups.pipeline, self.rank, self.n
         P, D = len(ids), m.args.hidden_size
         chunks = split_chunks(P, cfg.chunk_size)
@@ -135,7 +135,9 @@ class PrefillEngine:
         syncer.join(cfg.timeout_s)
         tm.kv_sync_start_s, tm.kv_sync_end_s = syncer.start_s, syncer.end_s
         tm.kv_sync_bytes_sent, tm.kv_sync_bytes_recv = syncer.bytes_sent, syncer.bytes_recv
-        kv = torch.stack([torch.stack([c_.k[:P], c_.v[:P]]) for c_ in caches]).clone()
+        kv = None
+        if keep_kv:  # before decode appends to the cache
+            kv = torch.stack([torch.stack([c_.k[:P], c_.v[:P]]) for c_ in caches]).cpu()
 
         tm.decode_start_s = clock()
         tokens = [int(logits.argmax())]
@@ -148,7 +150,7 @@ class PrefillEngine:
         tm.decode_end_s = clock()
         self._check_same_tokens(tokens)
         tm.total_s = clock()
-        return EngineResult(tokens=tokens, logits=logits.float().cpu(), kv=kv.cpu(), timings=tm)
+        return EngineResult(tokens=tokens, logits=logits.float().cpu(), kv=kv, timings=tm)
 
     def _recv_chunk(self, shape: tuple[int, int], dtype: torch.dtype, c: int) -> torch.Tensor:
         buf = torch.empty(shape, dtype=dtype, device=self.device)
@@ -217,7 +219,7 @@ def run_in_groups(cfg: PrefillConfig, groups: EngineGroups, device: torch.device
     ids = resolve_prompt(cfg, model.args.vocab_size)
     r = engine.rank
     for i in range(cfg.repeats):
-        res = engine.generate(ids)
+        res = engine.generate(ids, keep_kv=cfg.dump_dir is not None)
         if cfg.log_dir:
             from sglang_ext.perf.records import append_jsonl, make_record
 

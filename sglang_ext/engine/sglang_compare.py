@@ -22,7 +22,13 @@ import torch
 
 from sglang_ext.engine.model import Qwen3ForCausalLM
 
-__all__ = ["save_hf_checkpoint", "time_sglang_prefill", "dummy_checkpoint", "prompt_ids"]
+__all__ = [
+    "save_hf_checkpoint",
+    "time_sglang_prefill",
+    "dummy_checkpoint",
+    "prompt_ids",
+    "bench_sglang",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +103,12 @@ def time_sglang_prefill(
         *flags,
     ]
     out = open(log_file, "w") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    env = dict(os.environ)
+    if "--device" in flags and flags[flags.index("--device") + 1] == "cpu":
+        env["OMP_NUM_THREADS"] = "1"  # as the native engine's ranks: one thread each
+    proc = subprocess.Popen(
+        cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         t0 = time.monotonic()
@@ -160,3 +171,69 @@ def prompt_ids(prompt_len: int, vocab_size: int, seed: int) -> list[int]:
     """The engine's ``--prompt-len`` prompt (``resolve_prompt``), for the same tokens in sglang."""
     g = torch.Generator().manual_seed(seed + 1)
     return torch.randint(0, vocab_size, (prompt_len,), generator=g).tolist()
+
+
+SGLANG_CONFIGS = {"pp2": ["--pp-size", "2"], "tp2": ["--tp-size", "2"]}
+
+
+def bench_sglang(
+    *,
+    preset: str,
+    num_layers: int | None,
+    dtype: str,
+    device: str,
+    prompt_lens: list[int],
+    configs: list[str],
+    repeats: int,
+    output: str,
+    log_dir: str = "/tmp",
+) -> list[dict[str, Any]]:
+    """Time sglang's prefill for each of ``configs`` (keys of SGLANG_CONFIGS); append records."""
+    import tempfile
+
+    from sglang_ext.engine.model import DUMMY_PRESETS
+    from sglang_ext.perf.records import append_jsonl, make_record
+
+    bad = [c for c in configs if c not in SGLANG_CONFIGS]
+    if bad:
+        raise ValueError(f"sglang configs {bad} unknown; choose from {sorted(SGLANG_CONFIGS)}")
+    tdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    vocab = DUMMY_PRESETS[preset]["vocab_size"]
+    recs = []
+    with tempfile.TemporaryDirectory(prefix="sp_pp_ckpt_") as d:
+        ckpt = str(dummy_checkpoint(preset, num_layers, tdtype, 0, d))
+        prompts = {n: prompt_ids(n, vocab, 0) for n in prompt_lens}
+        for name in configs:
+            # no radix cache: repeated (and prefix-sharing) prompts would otherwise be cache hits
+            flags = [
+                *SGLANG_CONFIGS[name],
+                "--device",
+                device,
+                "--dtype",
+                dtype,
+                "--disable-radix-cache",
+            ]
+            res = time_sglang_prefill(
+                ckpt, flags, prompts, repeats=repeats, log_file=f"{log_dir}/sglang_{name}.log"
+            )
+            for plen, pt in res["points"].items():
+                cfg = {
+                    "engine": f"sglang-0.4.7 {name}",
+                    "dummy_preset": preset,
+                    "num_layers": num_layers,
+                    "device": device,
+                    "dtype": dtype,
+                    "prompt_len": plen,
+                    "flags": flags,
+                }
+                rec = make_record("sp_pp_sglang", cfg, {**pt, "startup_s": res["startup_s"]})
+                append_jsonl(output, rec)
+                recs.append(rec)
+                logger.info(
+                    "P=%d sglang %s prefill %.3fs (median %.3fs)",
+                    plen,
+                    name,
+                    pt["prefill_s"],
+                    pt["prefill_median_s"],
+                )
+    return recs

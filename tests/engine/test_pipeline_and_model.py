@@ -115,3 +115,19 @@ def test_summarize_ranks():
     )
     assert s["kv_sync_hidden_frac"] == pytest.approx(1 - 0.2 / 0.6)
     assert s["bubble_frac"] == pytest.approx((0.5 + 0.2) / 2)
+
+
+def test_summarize_single_rank_has_no_sync_fraction():
+    r = dict(
+        prefill_start_s=0.0,
+        prefill_end_s=1.0,
+        prefill_s=1.0,
+        compute_s=1.0,
+        bubble_s=0.0,
+        kv_final_s=1.0,
+        kv_sync_start_s=1.0,
+        kv_sync_end_s=1.01,
+        kv_sync_bytes_recv=0,
+        decode_tok_per_s=5.0,
+    )
+    assert summarize_ranks([r])["kv_sync_hidden_frac"] is None
