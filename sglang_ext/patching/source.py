@@ -7,7 +7,8 @@ install, or ``python/sglang`` of a git checkout. Patch paths are relative to it
 Guarantees:
 - a tree that is not sglang 0.4.7 is refused, naming the version found;
 - ``apply`` dry-runs the whole series first and changes nothing unless all of it
-  applies (one ``git apply`` call over the series, which is itself atomic);
+  applies: the patches are applied one by one (``git apply``) to a staging copy of
+  the files they touch, and only a complete result is moved into the tree;
 - a stamp file records the series applied (names and sha256), so applying twice
   is a no-op that says so;
 - ``revert`` runs ``git apply -R`` over the reversed series, restoring the files
@@ -26,6 +27,7 @@ import os
 import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,19 +161,50 @@ def _resolve(target: str | Path | None) -> Path:
     return path
 
 
+def _touched(patch: Path) -> list[str]:
+    return re.findall(r"^\+\+\+ b/(\S+)", patch.read_text(), re.M)
+
+
 def _git_apply(target: Path, patches: list[Path], *, reverse: bool, check_only: bool):
+    """Apply ``patches`` in order (``git apply``, one call per patch) to a staging copy
+    of the files they touch; unless ``check_only``, then move the results into
+    ``target``. All or nothing: if any patch fails, ``target`` is untouched.
+
+    (One ``git apply`` over several patches that touch the same file does not chain
+    them reliably, so each patch is applied on top of the previous one's result.)
+    """
     git = shutil.which("git")
     if git is None:
         raise PatchError("`git` is not on PATH; it is needed to apply patches (apt install git)")
-    cmd = [git, "apply", "--whitespace=nowarn"]
-    if reverse:
-        cmd.append("-R")
-    if check_only:
-        cmd.append("--check")
-    cmd += [str(p) for p in patches]
-    # keep git from treating an enclosing repository (python/sglang of a clone) as ours
-    env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(target.parent))
-    return subprocess.run(cmd, cwd=target, env=env, capture_output=True, text=True)
+    files = sorted({f for p in patches for f in _touched(p)})
+    with tempfile.TemporaryDirectory(prefix="sglang_ext_stage_") as tmp:
+        stage = Path(tmp) / "sglang"
+        for f in files:
+            if (target / f).is_file():
+                (stage / f).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(target / f, stage / f)
+        stage.mkdir(exist_ok=True)
+        # keep git from treating an enclosing repository as ours
+        env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(stage.parent))
+        done = subprocess.CompletedProcess(args=[], returncode=0, stdout="", stderr="")
+        for patch in patches:
+            cmd = [git, "apply", "--whitespace=nowarn"] + (["-R"] if reverse else [])
+            done = subprocess.run(
+                cmd + [str(patch)], cwd=stage, env=env, capture_output=True, text=True
+            )
+            if done.returncode != 0:
+                done.stderr = f"{patch.name}: {done.stderr.strip()}"
+                return done
+        if not check_only:
+            for f in files:
+                src, dst = stage / f, target / f
+                if src.is_file():
+                    part = dst.with_name(f".{dst.name}.sglang_ext_tmp")
+                    shutil.copy2(src, part)
+                    os.replace(part, dst)
+                elif dst.is_file():  # the patch deleted it
+                    dst.unlink()
+        return done
 
 
 def _read_stamp(target: Path) -> dict | None:
@@ -241,7 +274,7 @@ def apply(target: str | Path | None = None, series: PatchSeries | None = None) -
             f"Reinstall a pristine sglang=={SGLANG_VERSION}.\n{st.detail}"
         )
     done = _git_apply(st.target, series.paths, reverse=False, check_only=False)
-    if done.returncode != 0:  # git apply is atomic: nothing was written
+    if done.returncode != 0:  # staged: nothing was written
         raise PatchError(f"git apply failed, nothing was changed:\n{done.stderr}")
     stamp = {
         "sglang_ext": __version__,

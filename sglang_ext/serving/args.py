@@ -120,6 +120,71 @@ def plan_launch(
                 f"{flag_value(rest, '--model-path')} has {experts}: prune it first with "
                 f"`python -m sglang_ext.prune SRC DST --expert most-used`, then serve DST"
             )
+    if mode == "dp":
+        rest, layout_notes = _dp_layout(rest)
+        notes += layout_notes
     return LaunchPlan(
         sglang_argv=rest, single_expert_mode=mode, default_model=default, notes=notes
     )
+
+
+def _int_flag(argv: list[str], flag: str, default: int) -> int:
+    v = flag_value(argv, flag)
+    return default if v in (None, "") else int(v)
+
+
+def _set_flag(argv: list[str], flag: str, value: str) -> list[str]:
+    out, i = [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == flag:
+            i += 2
+            continue
+        if a.startswith(flag + "="):
+            i += 1
+            continue
+        out.append(a)
+        i += 1
+    return out + [flag, value]
+
+
+def _drop_switch(argv: list[str], flag: str) -> list[str]:
+    return [a for a in argv if a != flag]
+
+
+def _dp_layout(argv: list[str]) -> tuple[list[str], list[str]]:
+    """The expert-parallel layout for --single-expert-mode dp.
+
+    The expert is replicated over sglang-ext's MoE EP group, which must span the TP
+    group. sglang 0.4.7 overwrites --ep-size with --tp-size under --enable-ep-moe
+    (server_args.py), so the original fork's `--tp-size 4 --dp-size 2 --enable-ep-moe
+    --ep-size 8` meant two DP replicas of TP4/EP4. What it intended, EP over all 8
+    ranks, is attention TP4 x DP2 with MoE layers spanning the 8 ranks: `--tp-size 8
+    --dp-size 2 --enable-dp-attention --ep-size 8`, which this rewrites it to.
+    """
+    notes: list[str] = []
+    tp = _int_flag(argv, "--tp-size", 1)
+    dp = _int_flag(argv, "--dp-size", 1)
+    ep = _int_flag(argv, "--ep-size", tp)
+    if flag_value(argv, "--enable-ep-moe") is not None:
+        argv = _drop_switch(argv, "--enable-ep-moe")
+        notes.append("--enable-ep-moe dropped: SingleExpertMoE serves the one expert")
+    if ep == tp:
+        pass
+    elif ep == tp * dp and flag_value(argv, "--enable-dp-attention") is None:
+        argv = _set_flag(argv, "--tp-size", str(ep))
+        argv += ["--enable-dp-attention"]
+        notes.append(
+            f"--tp-size {tp} --dp-size {dp} --ep-size {ep}: EP over all {ep} ranks means "
+            f"attention TP{tp} x DP{dp} with the MoE over {ep} ranks; serving "
+            f"--tp-size {ep} --dp-size {dp} --enable-dp-attention --ep-size {ep}"
+        )
+        tp = ep
+    else:
+        raise ValueError(
+            f"--single-expert-mode dp replicates the expert over all ranks of a TP group, "
+            f"so --ep-size must equal --tp-size ({tp}), or --tp-size x --dp-size ({tp * dp}) "
+            f"for EP across data-parallel attention replicas; got --ep-size {ep}"
+        )
+    argv = _set_flag(argv, "--ep-size", str(tp))
+    return argv, notes

@@ -71,12 +71,12 @@ def post(url: str, body: dict) -> dict:
         return json.loads(r.read())
 
 
-@pytest.mark.parametrize("tp", [1, 2])
-def test_server_matches_hf_and_shuts_down(tp, model_dir, hf, tmp_path):
+@pytest.mark.parametrize("tp,mode", [(1, "tp"), (2, "tp"), (2, "dp")])
+def test_server_matches_hf_and_shuts_down(tp, mode, model_dir, hf, tmp_path):
     model, tok = hf
     port = free_port()
     cmd = [sys.executable, "-m", "sglang_ext.launch_server", "--port", str(port),
-           "--tp-size", str(tp), "--single-expert-mode", "tp", "--log-level", "warning"]
+           "--tp-size", str(tp), "--single-expert-mode", mode]
     url = f"http://127.0.0.1:{port}"
     with ServerProcess(cmd, url, ready_timeout_s=300, log_path=tmp_path / "server.log") as srv:
         # -- /generate, on token ids, greedy, logprobs of the chosen tokens
@@ -114,6 +114,10 @@ def test_server_matches_hf_and_shuts_down(tp, model_dir, hf, tmp_path):
         os.kill(srv.proc.pid, signal.SIGTERM)
         gone, alive = psutil.wait_procs(family, timeout=60)
         assert not alive, f"processes left behind: {[p.pid for p in alive]}"
+    # every rank built the one-expert layer in the requested mode
+    log = (tmp_path / "server.log").read_text()
+    for rank in range(tp):
+        assert f"SingleExpertMoE: mode {mode}, rank {rank} of {tp}" in log
 
 
 def test_single_expert_mode_refuses_a_multi_expert_model(tmp_path):
