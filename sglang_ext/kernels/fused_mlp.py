@@ -121,8 +121,8 @@ def _launch(x, w13, w2, out, cfg: MlpLaunchConfig, precision: str) -> None:
     grid2 = (triton.cdiv(m, cfg.block_m) * triton.cdiv(hidden, cfg.block_n),)
     block_k2 = min(cfg.block_k2, max(16, triton.next_power_of_2(inter)))
     gemm2_kernel[grid2](
-        h, p, w2, out, m, hidden, inter, h.stride(0), w2.stride(0), out.stride(0),
+        h, p, w2, out, m, hidden, inter, k_splits, h.stride(0), w2.stride(0), out.stride(0),
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=block_k2, GROUP_M=cfg.group_m,
-        K_SPLITS=k_splits, DOT_PRECISION=precision, num_warps=cfg.num_warps,
+        FROM_PARTIALS=split, DOT_PRECISION=precision, num_warps=cfg.num_warps,
         num_stages=cfg.num_stages,
     )

@@ -60,8 +60,6 @@ class MlpLaunchConfig:
             v = getattr(self, name)
             if v < 16 or v & (v - 1):
                 raise ValueError(f"{name}={v}: must be a power of two >= 16 (tl.dot minimum)")
-        if self.k_splits > 32:
-            raise ValueError(f"k_splits={self.k_splits}: at most 32 (GEMM2 unrolls the sum)")
         if self.k_splits < 1 or self.group_m < 1 or self.num_warps < 1 or self.num_stages < 1:
             raise ValueError(f"k_splits, group_m, num_warps, num_stages must be >= 1: {self}")
 
@@ -104,17 +102,16 @@ def heuristic_config(m: int, hidden: int, inter: int, num_sms: int = 132) -> Mlp
         block_k = 128 if hidden >= 128 else max(16, triton.next_power_of_2(hidden))
         tiles = triton.cdiv(m, block_m) * triton.cdiv(inter, 16)
         k_splits = max(1, min(triton.cdiv(hidden, block_k), (2 * num_sms) // tiles,
-                              max_k_splits(min(m, block_m), inter)))
+                              max_k_splits(block_m, inter)))
         return MlpLaunchConfig(block_m=block_m, block_i=16, block_k=block_k, block_n=32,
                                block_k2=64, k_splits=k_splits, num_warps=4, num_stages=3)
     return MlpLaunchConfig(block_m=128, block_i=64, block_k=64, block_n=128, block_k2=64,
                            group_m=8, num_warps=8, num_stages=3)
 
 
-def max_k_splits(rows: int, inter: int, budget_bytes: int = 256 << 10) -> int:
-    """Cap K-splits so one GEMM2 program re-reads at most ``budget_bytes`` of fp32 partials
-    (``rows`` = valid rows of its M-block: masked rows are not read).  At most 16 (unrolled)."""
-    return max(1, min(16, budget_bytes // (rows * 2 * inter * 4)))
+def max_k_splits(block_m: int, inter: int, budget_bytes: int = 256 << 10) -> int:
+    """Cap K-splits so one GEMM2 program re-reads at most ``budget_bytes`` of fp32 partials."""
+    return max(1, budget_bytes // (block_m * 2 * inter * 4))
 
 
 def get_config(m: int, hidden: int, inter: int, device_name: str,

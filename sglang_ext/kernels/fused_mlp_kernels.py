@@ -78,15 +78,11 @@ def gemm1_kernel(
 
 @triton.jit
 def gemm2_kernel(
-    h_ptr, p_ptr, w2_ptr, out_ptr, M, H, I,
+    h_ptr, p_ptr, w2_ptr, out_ptr, M, H, I, K_SPLITS,
     stride_hm, stride_w2, stride_om,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    GROUP_M: tl.constexpr, K_SPLITS: tl.constexpr, DOT_PRECISION: tl.constexpr,
+    GROUP_M: tl.constexpr, FROM_PARTIALS: tl.constexpr, DOT_PRECISION: tl.constexpr,
 ):
-    # K_SPLITS > 1: sum GEMM1's fp32 partials.  A compile-time count, so the sum unrolls
-    # (static_range) and the I-loop stays a flat loop that Triton can software-pipeline; a
-    # nested run-time loop here left each I-step waiting on its loads (v2: 23 us at M=1 for
-    # I=768, see bench/NOTES-fused-mlp.md).
     # out[M, H] = h[M, I] @ w2[H, I]^T; grid: (cdiv(M, BM) * cdiv(H, BN),)
     pid_m, pid_n = _grouped_pid(tl.program_id(0), tl.cdiv(M, BLOCK_M), tl.cdiv(H, BLOCK_N),
                                 GROUP_M)
@@ -99,11 +95,11 @@ def gemm2_kernel(
         offs_k = k + tl.arange(0, BLOCK_K)
         mask_k = offs_k < I
         a_mask = mask_m[:, None] & mask_k[None, :]
-        if K_SPLITS > 1:
+        if FROM_PARTIALS:
             g = tl.zeros((BLOCK_M, BLOCK_K), tl.float32)
             u = tl.zeros((BLOCK_M, BLOCK_K), tl.float32)
             p_ptrs = p_ptr + offs_m[:, None] * (2 * I) + offs_k[None, :]
-            for s in tl.static_range(K_SPLITS):
+            for s in range(0, K_SPLITS):
                 g += tl.load(p_ptrs + s * M * 2 * I, mask=a_mask, other=0.0)
                 u += tl.load(p_ptrs + s * M * 2 * I + I, mask=a_mask, other=0.0)
             a = (g * tl.sigmoid(g) * u).to(w2_ptr.dtype.element_ty)

@@ -38,10 +38,10 @@ def candidates(m: int, hidden: int, inter: int, num_sms: int) -> list[MlpLaunchC
                 tiles = triton.cdiv(m, bm) * triton.cdiv(inter, bi)
                 for progs in (num_sms, 2 * num_sms):
                     ks = max(1, min(triton.cdiv(hidden, bk), progs // tiles,
-                                    max_k_splits(min(m, bm), inter)))
-                    for bn, bk2 in ((16, 64), (32, 64), (16, 256), (32, 128)):
+                                    max_k_splits(bm, inter)))
+                    for bn in (16, 32, 64):
                         out.append(MlpLaunchConfig(block_m=bm, block_i=bi, block_k=bk,
-                                                   block_n=bn, block_k2=bk2, k_splits=ks,
+                                                   block_n=bn, block_k2=64, k_splits=ks,
                                                    num_warps=4, num_stages=3))
     if m >= 256:
         for bm, bi, bk, bn, w, s in _LARGE:
@@ -82,8 +82,8 @@ def tune_shape(hidden: int, inter: int, ms=TUNE_MS, dtype=torch.bfloat16,
 def merge_table(path: Path, hidden: int, inter: int, best: dict[int, MlpLaunchConfig]) -> None:
     """Merge ``best`` into the JSON table at ``path`` (other shapes and other M kept)."""
     table = json.loads(path.read_text()) if path.is_file() else {}
-    entry = table.setdefault(shape_key(hidden, inter), {})
+    entry = table.get(shape_key(hidden, inter), {})
     entry.update({str(m): c.to_dict() for m, c in best.items()})
     table[shape_key(hidden, inter)] = dict(sorted(entry.items(), key=lambda kv: int(kv[0])))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(table, indent=1, sort_keys=False) + "\n")
+    path.write_text(json.dumps(table, indent=1) + "\n")

@@ -31,7 +31,7 @@ ELEM_TOL = {
 CPU_CONFIGS = {
     "ksplit3": MlpLaunchConfig(block_m=16, block_i=16, block_k=16, block_n=32, block_k2=16,
                                k_splits=3),
-    "ksplit_all": MlpLaunchConfig(block_m=16, block_i=64, block_k=16, block_n=128, k_splits=32),
+    "ksplit_all": MlpLaunchConfig(block_m=16, block_i=64, block_k=16, block_n=128, k_splits=99),
     "no_split": MlpLaunchConfig(block_m=32, block_i=16, block_k=32, block_n=16, block_k2=16),
     "big_tiles": MlpLaunchConfig(block_m=64, block_i=64, block_k=128, block_n=128),
     "auto": None,

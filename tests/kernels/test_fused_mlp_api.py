@@ -67,3 +67,18 @@ def test_config_validation_and_fallback(tmp_path, monkeypatch):
     assert get_config(2, 2048, 96, "Fake GPU").k_splits == 7
     assert get_config(3000, 2048, 96, "Fake GPU") == two
     assert get_config(2, 4096, 96, "Fake GPU") == heuristic_config(2, 4096, 96)
+
+
+def test_merge_table_keeps_other_shapes_and_m(tmp_path):
+    from sglang_ext.kernels.fused_mlp_tune import merge_table
+
+    p = tmp_path / "t.json"
+    a, b = MlpLaunchConfig(k_splits=3), MlpLaunchConfig(block_m=64)
+    merge_table(p, 2048, 96, {1: a, 4096: b})
+    merge_table(p, 4096, 192, {1: b})
+    merge_table(p, 2048, 96, {1: b})  # re-tune one M: the other M stays
+    t = __import__("json").loads(p.read_text())
+    assert MlpLaunchConfig(**t["H=2048,I=96"]["1"]) == b
+    assert MlpLaunchConfig(**t["H=2048,I=96"]["4096"]) == b
+    assert MlpLaunchConfig(**t["H=4096,I=192"]["1"]) == b
+    assert list(t["H=2048,I=96"]) == ["1", "4096"]
