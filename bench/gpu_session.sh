@@ -22,22 +22,18 @@ timeout 60 python3 bench/env_check.py --output-file "$OUT/env.jsonl"
 step device bandwidth
 timeout 90 python3 bench/bw_device.py --output-file "$OUT/bw_device.jsonl"
 
-step per-layer profile
-timeout 120 python3 bench/profile_model.py --name toy_gpu --out-dir /tmp/traces \
-  --output-file "$OUT/profile.jsonl"
-
 step SP+PP prefill, N=1, NCCL, Qwen3-30B-A3B one-expert shape
-timeout 240 python3 bench/bench_sp_pp.py --device cuda --dummy-preset qwen3-30b-a3b-1e \
+timeout 150 python3 bench/bench_sp_pp.py --device cuda --dummy-preset qwen3-30b-a3b-1e \
   --dtype bfloat16 --nprocs 1 --prompt-lens 1024,4096 --chunk-size 512 --sglang '' \
   --output "$OUT/sp_pp.jsonl"
 
 step serving: patched sglang on the GPU, dummy 30B-A3B one-expert weights
 python3 -c "from sglang_ext.presets import materialize; print(materialize('qwen3-30b-a3b-1e', '/tmp/m30'))"
-SGLANG_EXT_FUSED_MLP=${SGLANG_EXT_FUSED_MLP:-0} python3 -m sglang_ext.launch_server \
+python3 -m sglang_ext.launch_server \
   --model-path /tmp/m30 --load-format dummy --single-expert-mode tp --port 30000 \
   --cuda-graph-max-bs 16 --mem-fraction-static 0.6 > "$OUT/server.log" 2>&1 &
 SERVER=$!
-for _ in $(seq 150); do
+for _ in $(seq 100); do
   curl -sf localhost:30000/health >/dev/null && break
   kill -0 $SERVER 2>/dev/null || break
   sleep 2
@@ -45,11 +41,15 @@ done
 if curl -sf localhost:30000/health >/dev/null; then
   curl -s localhost:30000/generate -H 'Content-Type: application/json' \
     -d '{"text": "Hello", "sampling_params": {"max_new_tokens": 8, "temperature": 0}}'; echo
-  timeout 150 python3 bench/serve_load.py --base-url http://127.0.0.1:30000 --qps 8 \
-    --num-prompts 96 --sequence-length 512 --output-length 64 --vocab-size 150000 \
+  timeout 100 python3 bench/serve_load.py --base-url http://127.0.0.1:30000 --qps 8 \
+    --num-prompts 64 --sequence-length 512 --output-length 64 --vocab-size 150000 \
     --sample-gpu-memory --disable-progress --output-file "$OUT/serve.jsonl"
 else
   echo "server did not come up"; tail -40 "$OUT/server.log"
 fi
 kill $SERVER 2>/dev/null; sleep 5; pkill -9 -f sglang 2>/dev/null
+step per-layer profile
+timeout 90 python3 bench/profile_model.py --name toy_gpu --out-dir /tmp/traces \
+  --output-file "$OUT/profile.jsonl"
+
 step done
