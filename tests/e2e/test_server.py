@@ -71,14 +71,21 @@ def post(url: str, body: dict) -> dict:
         return json.loads(r.read())
 
 
-@pytest.mark.parametrize("tp,mode", [(1, "tp"), (2, "tp"), (2, "dp")])
-def test_server_matches_hf_and_shuts_down(tp, mode, model_dir, hf, tmp_path):
+@pytest.mark.parametrize(
+    "tp,mode,impl",
+    [(1, "tp", "native"), (2, "tp", "native"), (2, "dp", "native"), (2, None, "transformers")],
+)
+def test_server_matches_hf_and_shuts_down(tp, mode, impl, model_dir, hf, tmp_path):
+    """impl 'transformers': sglang's Transformers backend (SGLANG_MODEL_IMPL, patches
+    0009/0011) with HF's own TP plan, the path the original fork fell into."""
     model, tok = hf
     port = free_port()
     cmd = [sys.executable, "-m", "sglang_ext.launch_server", "--port", str(port),
-           "--tp-size", str(tp), "--single-expert-mode", mode]
+           "--tp-size", str(tp)] + (["--single-expert-mode", mode] if mode else [])
     url = f"http://127.0.0.1:{port}"
-    with ServerProcess(cmd, url, ready_timeout_s=300, log_path=tmp_path / "server.log") as srv:
+    env = {"SGLANG_MODEL_IMPL": impl if impl == "transformers" else "auto"}
+    log_path = tmp_path / "server.log"
+    with ServerProcess(cmd, url, ready_timeout_s=300, log_path=log_path, env=env) as srv:
         # -- /generate, on token ids, greedy, logprobs of the chosen tokens
         for text in PROMPTS:
             ids = tok.encode(text)
@@ -114,10 +121,13 @@ def test_server_matches_hf_and_shuts_down(tp, mode, model_dir, hf, tmp_path):
         os.kill(srv.proc.pid, signal.SIGTERM)
         gone, alive = psutil.wait_procs(family, timeout=60)
         assert not alive, f"processes left behind: {[p.pid for p in alive]}"
-    # every rank built the one-expert layer in the requested mode
-    log = (tmp_path / "server.log").read_text()
-    for rank in range(tp):
-        assert f"SingleExpertMoE: mode {mode}, rank {rank} of {tp}" in log
+    log = log_path.read_text()
+    if impl == "transformers":
+        assert "Using Transformers backend" in log
+        assert "SingleExpertMoE" not in log
+    else:  # every rank built the one-expert layer in the requested mode
+        for rank in range(tp):
+            assert f"SingleExpertMoE: mode {mode}, rank {rank} of {tp}" in log
 
 
 def test_single_expert_mode_refuses_a_multi_expert_model(tmp_path):
