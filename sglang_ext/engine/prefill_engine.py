@@ -118,8 +118,13 @@ class PrefillEngine:
                 os._exit(1)
         syncer.kv_final()
         tm.kv_final_s = clock()
-        for w, _ in pending:
-            w.wait()
+        try:
+            for w, _ in pending:
+                w.wait()
+        except RuntimeError as e:
+            raise RuntimeError(
+                f"rank {r}: sending chunks to rank {r + 1} failed (rank {r + 1} dead or stuck?): {e}"
+            ) from e
         h = x[-1].clone() if r == n - 1 else torch.empty(D, dtype=dtype, device=self.device)
         try:
             comm.broadcast(h, n - 1, group=pp)
