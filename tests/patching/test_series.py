@@ -57,9 +57,13 @@ def test_revert_of_unpatched_tree_is_refused(tree, series):
 
 
 def test_apply_is_all_or_nothing(tree, series):
-    # break the context of the LAST patch only: the earlier ones would apply
-    last_file = tree / series.files()[-1]
-    last_file.write_text(last_file.read_text().replace("def import_model_classes", "def renamed"))
+    # break a line that the LAST patch removes: the earlier patches would still apply
+    last = series.paths[-1].read_text().splitlines()
+    target = next(ln[len("+++ b/"):] for ln in last if ln.startswith("+++ b/"))
+    removed = next(ln[1:] for ln in last if ln.startswith("-") and not ln.startswith("---"))
+    path = tree / target
+    assert removed in path.read_text()
+    path.write_text(path.read_text().replace(removed, removed + "  # edited by hand", 1))
     before = snapshot(tree)
     assert status(tree, series).state is TreeState.MODIFIED
     with pytest.raises(PatchError, match="nothing was changed"):
