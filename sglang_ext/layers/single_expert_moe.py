@@ -97,6 +97,12 @@ def resolve_single_expert_mode(
     return value
 
 
+def kernel_max_tokens() -> int:
+    """Largest token count sent to the Triton kernel by default (env
+    ``SGLANG_EXT_FUSED_MLP_MAX_TOKENS``, default 64)."""
+    return int(os.environ.get("SGLANG_EXT_FUSED_MLP_MAX_TOKENS", "64"))
+
+
 @functools.cache
 def _load_kernel(device: str) -> KernelFn | None:
     """``fused_swiglu_mlp`` if importable and available on ``device``, else None (logged)."""
@@ -356,7 +362,15 @@ class SingleExpertMoE(torch.nn.Module):
         """x: [M, H] -> [M, H] through this rank's (shard of the) expert."""
         # use_kernel None: the Triton kernel on CUDA when usable; True: the kernel on any device
         # fused_mlp.is_available accepts (CPU only under TRITON_INTERPRET=1), else an error.
-        if self.use_kernel is not False and x.shape[0] > 0 and (x.is_cuda or self.use_kernel):
+        # use_kernel None on CUDA: the kernel only up to KERNEL_MAX_TOKENS rows, where it beat
+        # cuBLAS on the H100 (bench/NOTES-fused-mlp.md: 1.0-1.3x at M <= 64, 0.77-0.92x at
+        # M = 1024-4096); larger batches (prefill) go through cuBLAS.
+        small = x.shape[0] <= kernel_max_tokens()
+        if (
+            self.use_kernel is not False
+            and x.shape[0] > 0
+            and (self.use_kernel or (x.is_cuda and small))
+        ):
             kernel = _load_kernel(str(x.device))
             if kernel is not None:
                 return kernel(x.contiguous(), self.w13_weight, self.w2_weight)
