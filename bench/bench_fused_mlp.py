@@ -35,21 +35,29 @@ def parse_args(argv=None) -> tuple[MlpBenchConfig, Path | None]:
     p.add_argument("--dtype", default=d.dtype)
     p.add_argument("--no-sglang", action="store_true")
     p.add_argument("--rep-ms", type=float, default=d.rep_ms)
+    p.add_argument("--v4-max-m", type=int, default=d.v4_max_m,
+                   help="time the one-launch v4 at M <= this (0: never)")
     p.add_argument("--output", type=Path, default=None)
     a = p.parse_args(argv)
     cfg = MlpBenchConfig(models=a.models, tps=a.tps, ms=a.ms, dtype=a.dtype,
-                         sglang=not a.no_sglang, rep_ms=a.rep_ms)
+                         sglang=not a.no_sglang, rep_ms=a.rep_ms, v4_max_m=a.v4_max_m)
     return cfg, a.output
 
 
+def _v4_err(d: dict) -> float:
+    """Largest relative error vs cuBLAS among the v4 records of one (shape, M)."""
+    return max((v.get("rel_err_vs_torch") or 0 for k, v in d.items() if "v4" in k), default=0)
+
+
 def _table(rows: list[tuple[dict, dict]]) -> str:
-    cols = ["fused_graph", "fused_eager", "torch_graph", "torch_eager",
+    cols = ["fused_graph", "fused_v4_graph", "fused_v4_bn128_graph", "fused_v4_bk256_graph",
+            "fused_eager", "torch_graph", "torch_eager",
             "sglang_fused_experts_eager", "sglang_gemms_graph", "sglang_moe_align_eager"]
     by = {}
     for c, m in rows:
         by.setdefault((c["model"], c["tp"], c["M"]), {})[c["impl"]] = m
     head = f"{'model':16}{'tp':>3}{'M':>6}" + "".join(f"{k[:14]:>15}" for k in cols) + \
-        f"{'floor':>8}{'x_cublas':>9}{'%floor':>7}"
+        f"{'floor':>8}{'x_cublas':>9}{'%floor':>7}{'v4_err':>9}"
     lines = [head]
     for (model, tp, mm), d in by.items():
         us = [d.get(k, {}).get("median_us") for k in cols]
@@ -57,7 +65,8 @@ def _table(rows: list[tuple[dict, dict]]) -> str:
         lines.append(f"{model:16}{tp:>3}{mm:>6}" + "".join(
             f"{u:15.1f}" if u else f"{'-':>15}" for u in us)
             + f"{fg.get('floor_us', 0):8.1f}{1 / (fg.get('ratio_to_cublas') or 1):9.2f}"
-            + f"{fg.get('pct_of_roofline_floor', 0):7.1f}")
+            + f"{fg.get('pct_of_roofline_floor', 0):7.1f}"
+            + f"{_v4_err(d):9.1e}")
     return "\n".join(lines)
 
 

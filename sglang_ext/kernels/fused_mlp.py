@@ -4,7 +4,8 @@
 I:2I) and ``w2`` [H, I] in SGLang's FusedMoE layout, I being this rank's shard; the TP
 all-reduce follows outside.  Two launches (see ``fused_mlp_kernels``): GEMM1 with the SwiGLU
 epilogue (split over H for small M, its fp32 partials reduced by GEMM2), then GEMM2.
-fp32 accumulation throughout.  ``SGLANG_EXT_FUSED_MLP=0`` makes
+fp32 accumulation throughout.  ``MlpLaunchConfig(one_launch=True)`` selects the experimental
+one-launch v4 (``fused_mlp_onelaunch``) instead.  ``SGLANG_EXT_FUSED_MLP=0`` makes
 :func:`is_available` say no, so the layer falls back to torch.
 """
 
@@ -18,6 +19,7 @@ import triton
 
 from .fused_mlp_configs import MlpLaunchConfig, get_config
 from .fused_mlp_kernels import gemm1_kernel, gemm2_kernel
+from .fused_mlp_onelaunch import launch_one
 
 __all__ = ["fused_swiglu_mlp", "is_available", "MlpLaunchConfig"]
 
@@ -92,7 +94,10 @@ def fused_swiglu_mlp(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, *,
     name, num_sms = _device_facts(x.device)
     cfg = config or get_config(m, hidden, inter, name, num_sms)
     precision = "ieee" if x.dtype == torch.float32 else "tf32"  # tf32 unused for 16-bit
-    _launch(x, w13, w2, out, cfg, precision)
+    if cfg.one_launch:
+        launch_one(x, w13, w2, out, cfg, precision)
+    else:
+        _launch(x, w13, w2, out, cfg, precision)
     return out
 
 

@@ -54,6 +54,9 @@ class MlpLaunchConfig:
     """Warps per program."""
     num_stages: int = 2
     """Software pipelining depth."""
+    one_launch: bool = False
+    """v4 (experimental): one launch, phase 2 waits on a counter (``fused_mlp_onelaunch``).
+    block_i/block_k/k_splits tile phase 1, block_n/block_k2 phase 2.  Off unless validated."""
 
     def __post_init__(self) -> None:
         for name in ("block_m", "block_i", "block_k", "block_n", "block_k2"):

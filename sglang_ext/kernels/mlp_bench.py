@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
 
 from .fused_mlp import fused_swiglu_mlp
 from .fused_mlp_configs import get_config
+from .fused_mlp_onelaunch import one_launch_config
 from .mlp_timing import InputSet, make_sets, roofline_floor_us, time_eager, time_graph
 
 __all__ = ["MlpBenchConfig", "MODELS", "bench_point", "torch_mlp"]
@@ -40,6 +41,8 @@ class MlpBenchConfig:
     """Also time SGLang 0.4.7's fused_experts at E=1, top-1 (needs sglang importable)."""
     rep_ms: float = 40
     """do_bench repetition budget per measurement."""
+    v4_max_m: int = 64
+    """Also time the experimental one-launch v4 (heuristic config and variants) at M <= this."""
 
     def __post_init__(self) -> None:
         bad = [m for m in self.models if m not in MODELS]
@@ -132,6 +135,13 @@ def bench_point(model: str, tp: int, m: int, cfg: MlpBenchConfig, ceil: dict,
 
     impls: dict[str, tuple[Callable, bool]] = {"fused": (fused, True), "torch": (torch_mlp, True)}
     extra = {"fused": {"launch": launch}}
+    if m <= cfg.v4_max_m:  # v4 one launch: heuristic config and two variants
+        v4 = one_launch_config(m, hidden, inter, nsm)
+        for tag, c in {"": v4, "_bn128": replace(v4, block_n=128),
+                       "_bk256": replace(v4, block_k=256)}.items():
+            impls[f"fused_v4{tag}"] = (
+                lambda s, c=c: fused_swiglu_mlp(s.x, s.w13, s.w2, out=s.out, config=c), True)
+            extra[f"fused_v4{tag}"] = {"launch": c.to_dict()}
     if fm is not None:
         try:
             sg, sg_cfg = _sglang_impls(fm, m, sets)
@@ -144,9 +154,9 @@ def bench_point(model: str, tp: int, m: int, cfg: MlpBenchConfig, ceil: dict,
     out = []
     for impl, (call, graphable) in impls.items():
         err = None
-        if impl in ("fused", "torch", "sglang_fused_experts"):
+        if impl in ("torch", "sglang_fused_experts") or impl.startswith("fused"):
             res = call(sets[0])
-            err = _rel_err(sets[0].out if impl == "fused" else res, ref)
+            err = _rel_err(sets[0].out if impl.startswith("fused") else res, ref)
         for mode in ("eager", "graph") if graphable else ("eager",):
             key = f"{impl}_{mode}"
             try:

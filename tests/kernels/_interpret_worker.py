@@ -20,7 +20,10 @@ from _mlp_cases import (  # noqa: E402
     check_against_ref,
     make_inputs,
 )
+from sglang_ext.kernels import fused_mlp_onelaunch  # noqa: E402
 from sglang_ext.kernels.fused_mlp import fused_swiglu_mlp  # noqa: E402
+
+fused_mlp_onelaunch.POISON_PARTIALS = True  # v4 must never read a partial it did not write
 
 
 def main(path: str) -> None:
@@ -30,13 +33,17 @@ def main(path: str) -> None:
         dtype_name, cfg_name, m = cid.split("-")
         dtype, m = getattr(torch, dtype_name), int(m[1:])
         msgs = []
-        for rep in range(2):  # twice: the workspace must come back clean after each call
+        for rep in range(3):  # repeated: counters/workspace must come back clean each call
             seed += 1
             x, w13, w2 = make_inputs(m, CPU_HIDDEN, CPU_INTER, dtype, seed=seed)
             out = torch.full((m, CPU_HIDDEN), float("nan"), dtype=dtype)  # poisoned
             try:
                 fused_swiglu_mlp(x, w13, w2, out=out, config=CPU_CONFIGS[cfg_name])
                 msg = check_against_ref(out, x, w13, w2)
+                stale = {str(k): b.tolist() for k, b in fused_mlp_onelaunch.sync_buffers().items()
+                         if b.any()}
+                if stale:  # v4's last program must reset its counters for the next call
+                    msg = (msg or "") + f" counters not reset: {stale}"
             except Exception as e:  # reported per case, not as a crash of all
                 msg = f"{type(e).__name__}: {e}"
             if msg:
