@@ -71,17 +71,30 @@ def post(url: str, body: dict) -> dict:
         return json.loads(r.read())
 
 
+# the original fork's EP launch, scaled to 2 ranks: rewritten by launch_server to attention
+# TP1 x DP2 with the MoE over both ranks (--tp-size 2 --dp-size 2 --enable-dp-attention)
+ORIGINAL_EP = ["--tp-size", "1", "--dp-size", "2", "--enable-ep-moe", "--ep-size", "2"]
+
+
 @pytest.mark.parametrize(
-    "tp,mode,impl",
-    [(1, "tp", "native"), (2, "tp", "native"), (2, "dp", "native"), (2, None, "transformers")],
+    "tp,mode,impl,extra",
+    [
+        (1, "tp", "native", []),
+        (2, "tp", "native", []),
+        (2, "dp", "native", []),
+        (2, None, "transformers", []),
+        (2, "dp", "native", ORIGINAL_EP),
+    ],
+    ids=["tp1", "tp2", "dp2", "transformers-tp2", "dp-original-ep-launch"],
 )
-def test_server_matches_hf_and_shuts_down(tp, mode, impl, model_dir, hf, tmp_path):
+def test_server_matches_hf_and_shuts_down(tp, mode, impl, extra, model_dir, hf, tmp_path):
     """impl 'transformers': sglang's Transformers backend (SGLANG_MODEL_IMPL, patches
     0009/0011) with HF's own TP plan, the path the original fork fell into."""
     model, tok = hf
     port = free_port()
-    cmd = [sys.executable, "-m", "sglang_ext.launch_server", "--port", str(port),
-           "--tp-size", str(tp)] + (["--single-expert-mode", mode] if mode else [])
+    cmd = [sys.executable, "-m", "sglang_ext.launch_server", "--port", str(port)]
+    cmd += extra or ["--tp-size", str(tp)]
+    cmd += ["--single-expert-mode", mode] if mode else []
     url = f"http://127.0.0.1:{port}"
     env = {"SGLANG_MODEL_IMPL": impl if impl == "transformers" else "auto"}
     log_path = tmp_path / "server.log"
