@@ -57,13 +57,14 @@ def test_revert_of_unpatched_tree_is_refused(tree, series):
 
 
 def test_apply_is_all_or_nothing(tree, series):
-    # break a line that the LAST patch removes: the earlier patches would still apply
+    # edit a context line of the LAST patch's first hunk: the earlier patches would still apply
     last = series.paths[-1].read_text().splitlines()
     target = next(ln[len("+++ b/"):] for ln in last if ln.startswith("+++ b/"))
-    removed = next(ln[1:] for ln in last if ln.startswith("-") and not ln.startswith("---"))
+    hunk = last[next(i for i, ln in enumerate(last) if ln.startswith("@@")) + 1 :]
+    context = next(ln[1:] for ln in hunk if ln.startswith(" ") and len(ln.strip()) > 8)
     path = tree / target
-    assert removed in path.read_text()
-    path.write_text(path.read_text().replace(removed, removed + "  # edited by hand", 1))
+    assert context in path.read_text()
+    path.write_text(path.read_text().replace(context, context + "  # edited by hand", 1))
     before = snapshot(tree)
     assert status(tree, series).state is TreeState.MODIFIED
     with pytest.raises(PatchError, match="nothing was changed"):
