@@ -20,8 +20,9 @@ import os
 import platform
 import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 __all__ = ["collect_env", "make_record", "append_jsonl", "read_jsonl", "REQUIRED_KEYS"]
 

@@ -11,7 +11,6 @@ os.environ["TRITON_INTERPRET"] = "1"
 sys.path.insert(0, os.path.dirname(__file__))
 
 import torch  # noqa: E402
-
 from _mlp_cases import (  # noqa: E402
     CPU_CONFIGS,
     CPU_HIDDEN,
@@ -20,6 +19,7 @@ from _mlp_cases import (  # noqa: E402
     check_against_ref,
     make_inputs,
 )
+
 from sglang_ext.kernels import fused_mlp_onelaunch  # noqa: E402
 from sglang_ext.kernels.fused_mlp import fused_swiglu_mlp  # noqa: E402
 

@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 from _mlp_cases import check_against_ref, make_inputs
+
 from sglang_ext.kernels.fused_mlp import fused_swiglu_mlp
 from sglang_ext.kernels.fused_mlp_configs import MlpLaunchConfig
 

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from _mlp_cases import case_ids
 
 HERE = Path(__file__).parent

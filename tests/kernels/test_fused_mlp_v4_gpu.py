@@ -10,8 +10,8 @@ import os
 
 import pytest
 import torch
-
 from _mlp_cases import ELEM_TOL, REL_TOL
+
 from sglang_ext.kernels import fused_mlp_onelaunch
 from sglang_ext.kernels.fused_mlp import fused_swiglu_mlp
 from sglang_ext.kernels.fused_mlp_configs import MlpLaunchConfig

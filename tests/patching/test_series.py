@@ -8,7 +8,6 @@ import pytest
 
 from sglang_ext.patching import PatchError, TreeState, apply, check, revert, status
 from sglang_ext.patching.source import STAMP_NAME
-
 from sglang_ext.testing.trees import snapshot
 
 
