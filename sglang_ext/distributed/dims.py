@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from sglang_ext.net import free_port
+
 __all__ = ["ParallelDims", "EngineGroups", "init_distributed", "build_engine_groups"]
 
 logger = logging.getLogger(__name__)
@@ -64,7 +66,7 @@ def init_distributed(device: str, timeout_s: float) -> tuple[int, int, torch.dev
     if "RANK" not in os.environ:
         os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+        os.environ.setdefault("MASTER_PORT", str(free_port()))
     backend = "nccl" if device == "cuda" else "gloo"
     dev = torch.device("cpu")
     if device == "cuda":
@@ -86,11 +88,3 @@ def build_engine_groups(timeout_s: float) -> EngineGroups:
     pipeline = dist.new_group(ranks, timeout=timeout, backend=backend)
     kv_sync = dist.new_group(ranks, timeout=timeout, backend=backend)
     return EngineGroups(pipeline=pipeline, kv_sync=kv_sync, backend=backend)
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

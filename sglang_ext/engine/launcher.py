@@ -12,20 +12,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import socket
 import subprocess
 import sys
 import time
 
+from sglang_ext.net import free_port
+
 __all__ = ["launch", "main"]
 
 logger = logging.getLogger(__name__)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def launch(
@@ -41,7 +36,7 @@ def launch(
     """Run ``python -m module engine_args`` as ``nproc`` ranks; return 0 or the first failure's code."""
     if nproc < 1:
         raise ValueError(f"--nproc-per-node must be >= 1, got {nproc}")
-    port = master_port or _free_port()
+    port = master_port or free_port()
     procs: list[subprocess.Popen] = []
     for r in range(nproc):
         e = dict(os.environ if env is None else env)

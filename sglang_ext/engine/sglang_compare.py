@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from typing import Any
 import torch
 
 from sglang_ext.engine.model import Qwen3ForCausalLM
+from sglang_ext.net import free_port
 
 __all__ = [
     "save_hf_checkpoint",
@@ -61,12 +61,6 @@ def save_hf_checkpoint(model: Qwen3ForCausalLM, path: str | Path) -> Path:
     return path
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _post(url: str, body: dict, timeout: float) -> dict:
     req = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
@@ -90,7 +84,7 @@ def time_sglang_prefill(
 
     Returns ``{"startup_s": ..., "points": {prompt_len: {"prefill_s", "prefill_median_s", "all_s"}}}``.
     """
-    port = _port()
+    port = free_port()
     cmd = [
         sys.executable,
         "-m",

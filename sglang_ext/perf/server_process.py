@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -20,15 +19,11 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from sglang_ext.net import free_port
+
 __all__ = ["ServerProcess", "free_port", "http_ok"]
 
 log = logging.getLogger(__name__)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http_ok(url: str, timeout: float = 2.0) -> bool:

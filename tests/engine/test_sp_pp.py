@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,8 @@ import time
 import pytest
 import torch
 import torch.multiprocessing as mp
+
+from sglang_ext.net import free_port
 
 P = 24  # prompt length; chunk 6 divides it, 5 and 7 do not
 MAX_NEW = 6
@@ -47,12 +48,6 @@ CASES = {
 
 def _prompt() -> list[int]:
     return torch.randint(0, 256, (P,), generator=torch.Generator().manual_seed(3)).tolist()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _worker(rank: int, world: int, port: int, models: dict, cases: list, out: str) -> None:
@@ -115,7 +110,7 @@ def test_sp_pp_matches_hf(world, tiny_models, hf_refs, tmp_path):
     cases = CASES[world]
     mp.spawn(
         _worker,
-        args=(world, _free_port(), tiny_models, cases, str(tmp_path)),
+        args=(world, free_port(), tiny_models, cases, str(tmp_path)),
         nprocs=world,
         join=True,
     )

@@ -10,7 +10,6 @@ outputs must match the reference. One spawn per world size runs every case.
 from __future__ import annotations
 
 import os
-import socket
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +18,8 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+
+from sglang_ext.net import free_port
 
 H, INTER = 64, 96  # 96 divides over 1, 2 and 4 ranks
 TOKENS = (1, 7, 33)
@@ -104,17 +105,11 @@ def _worker(rank: int, world_size: int, port: int, workdir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _spawn(world_size: int, workdir: Path) -> None:
     """Run _worker on world_size processes; a failing rank fails all, a hang times out."""
     ctx = mp.start_processes(
         _worker,
-        args=(world_size, _free_port(), str(workdir)),
+        args=(world_size, free_port(), str(workdir)),
         nprocs=world_size,
         join=False,
         start_method="spawn",
