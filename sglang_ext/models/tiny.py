@@ -7,15 +7,12 @@ token for token with HF transformers. Cached under ``$SGLANG_EXT_CACHE/models``.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sglang_ext.patching.overlay import cache_dir
+from sglang_ext.cache import build_once, cache_dir
 
 __all__ = ["TinyMoEConfig", "build_tiny_moe", "default_model_path"]
 
@@ -109,20 +106,9 @@ def build_tiny_moe(dst: str | Path, cfg: TinyMoEConfig | None = None) -> Path:
 def default_model_path(cfg: TinyMoEConfig | None = None) -> Path:
     """The cached embedded default (built on first use, atomically)."""
     cfg = cfg or TinyMoEConfig()
-    root = cache_dir() / "models"
-    path = root / cfg.key()
-    if (path / "config.json").is_file():
-        return path
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if (path / "config.json").is_file():
-            return path
-        logger.info("building the embedded default model in %s", path)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=".build-"))
-        try:
-            build_tiny_moe(tmp / "m", cfg)
-            (tmp / "m").rename(path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return path
+
+    def build(out: Path) -> None:
+        logger.info("building the embedded default model (%s)", cfg.key())
+        build_tiny_moe(out, cfg)
+
+    return build_once(cache_dir() / "models" / cfg.key(), build, done="config.json")

@@ -11,23 +11,18 @@ the copy, and the copy's parent directory is put first on ``sys.path`` and on
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
+from sglang_ext.cache import build_once, cache_dir
 from sglang_ext.patching import source
 
-__all__ = ["cache_dir", "ensure_patched_sglang", "activate"]
+__all__ = ["ensure_patched_sglang", "activate"]
 
 logger = logging.getLogger(__name__)
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("SGLANG_EXT_CACHE", Path.home() / ".cache" / "sglang_ext"))
 
 
 def ensure_patched_sglang(series: source.PatchSeries | None = None) -> Path | None:
@@ -43,26 +38,14 @@ def ensure_patched_sglang(series: source.PatchSeries | None = None) -> Path | No
             f"the installed sglang at {installed} is {st.state.value} ({st.detail}); "
             f"reinstall sglang=={source.SGLANG_VERSION}"
         )
+
+    def build(out: Path) -> None:
+        logger.info("building a patched copy of %s in %s", installed, out)
+        shutil.copytree(installed, out / "sglang", ignore=shutil.ignore_patterns("__pycache__"))
+        source.apply(out / "sglang", series)
+
     root = cache_dir() / "overlay" / series.digest()[:16]
-    if (root / "sglang" / source.STAMP_NAME).is_file():
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time
-        if (root / "sglang" / source.STAMP_NAME).is_file():
-            return root
-        logger.info("building a patched copy of %s in %s", installed, root)
-        tmp = Path(tempfile.mkdtemp(dir=root.parent, prefix=".build-"))
-        try:
-            shutil.copytree(
-                installed, tmp / "sglang", ignore=shutil.ignore_patterns("__pycache__")
-            )
-            source.apply(tmp / "sglang", series)
-            shutil.rmtree(root, ignore_errors=True)
-            tmp.rename(root)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return root
+    return build_once(root, build, done=f"sglang/{source.STAMP_NAME}")
 
 
 def activate(path: Path | None) -> None:
