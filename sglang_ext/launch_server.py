@@ -30,14 +30,6 @@ def _announce(server_args, mode: str | None) -> None:
     )
 
 
-def _need_standin() -> bool:
-    try:
-        from sglang_ext import compat
-    except ImportError:
-        return False
-    return compat.need_standin()
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="[sglang-ext] %(message)s")
@@ -51,12 +43,13 @@ def main(argv: list[str] | None = None) -> int:
         )
     import torch
 
+    from sglang_ext import compat
     from sglang_ext.models.tiny import default_model_path
     from sglang_ext.patching import overlay, source
     from sglang_ext.serving.args import plan_launch
 
     cuda = torch.cuda.is_available()
-    standin = cuda and _need_standin()
+    standin = cuda and compat.need_standin()
     try:
         plan = plan_launch(
             argv,
@@ -69,8 +62,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if standin:
-        from sglang_ext import compat
-
         overlay.activate(Path(compat.standin_path()))
     for note in plan.notes:
         logger.info(note)
