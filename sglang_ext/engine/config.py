@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from sglang_ext.cli import add_dataclass_args, dataclass_from_args
 from sglang_ext.engine.attention import ATTENTION_BACKENDS
 
 __all__ = ["PrefillConfig", "add_cli_args", "from_cli_args", "DTYPES", "SYNC_CHOICES"]
@@ -31,11 +31,11 @@ class PrefillConfig:
     )
     num_layers: int | None = _f(None, "keep only the first N layers (shorter runs of a big shape)")
     prompt: str | None = _f(None, "prompt text (needs a tokenizer in --model-path)")
-    prompt_ids: list[int] | None = _f(None, "prompt token ids, comma separated")
+    prompt_ids: list[int] | None = _f(None, "prompt token ids, comma separated", comma=True)
     prompt_len: int | None = _f(None, "random prompt of this many tokens (seeded by --seed)")
     chunk_size: int = _f(128, "tokens per sequence chunk; the last chunk may be shorter")
     stage_split: list[int] | None = _f(
-        None, "layers per pipeline stage, comma separated (default: balanced)"
+        None, "layers per pipeline stage, comma separated (default: balanced)", comma=True
     )
     sync: str = _f("pairwise", "KV-cache synchronisation strategy", choices=SYNC_CHOICES)
     attention_backend: str = _f(
@@ -87,34 +87,10 @@ class PrefillConfig:
             raise ValueError("--fault-rank and --fault-after-chunk go together")
 
 
-def _parse_int_list(s: str) -> list[int]:
-    try:
-        return [int(x) for x in s.split(",") if x.strip()]
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from e
-
-
 def add_cli_args(parser: argparse.ArgumentParser) -> None:
-    """One kebab-case flag per PrefillConfig field."""
-    for f in dataclasses.fields(PrefillConfig):
-        flag = "--" + f.name.replace("_", "-")
-        kw: dict[str, Any] = {"help": f.metadata["help"], "dest": f.name}
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        t = str(f.type)
-        if "list[int]" in t:
-            kw["type"] = _parse_int_list
-        elif t.startswith("int"):
-            kw["type"] = int
-        elif t.startswith("float"):
-            kw["type"] = float
-        else:
-            kw["type"] = str
-        if "choices" in f.metadata:
-            kw["choices"] = f.metadata["choices"]
-        kw["default"] = default
-        parser.add_argument(flag, **kw)
+    """One kebab-case flag per PrefillConfig field (the package's one generator)."""
+    add_dataclass_args(parser, PrefillConfig)
 
 
 def from_cli_args(ns: argparse.Namespace) -> PrefillConfig:
-    names = {f.name for f in dataclasses.fields(PrefillConfig)}
-    return PrefillConfig(**{k: v for k, v in vars(ns).items() if k in names})
+    return dataclass_from_args(PrefillConfig, ns)

@@ -6,10 +6,11 @@ so a preset and a pruned checkpoint describe the same architecture.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sglang_ext.cli import parse_size
 
 __all__ = [
     "EXPERT_MEAN",
@@ -24,25 +25,6 @@ __all__ = [
 EXPERT_MOST_USED = "most-used"
 EXPERT_MEAN = "mean"
 QWEN3_MOE_ARCH = "Qwen3MoeForCausalLM"
-
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?I?B?)\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12}
-_UNITS |= {"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40, "K": 10**3, "M": 10**6}
-_UNITS |= {"G": 10**9, "T": 10**12}
-
-
-def parse_size(text: str | int) -> int:
-    """``"5GB"`` -> 5_000_000_000, ``"300KiB"`` -> 307_200, ``1234`` -> 1234."""
-    if isinstance(text, int):
-        value = text
-    else:
-        m = _SIZE_RE.match(text)
-        if not m or m.group(2).upper() not in _UNITS:
-            raise ValueError(f"cannot read size {text!r}: use bytes or e.g. '5GB', '500MB', '2GiB'")
-        value = int(float(m.group(1)) * _UNITS[m.group(2).upper()])
-    if value <= 0:
-        raise ValueError(f"size must be positive, got {text!r}")
-    return value
 
 
 @dataclass(kw_only=True, slots=True)
