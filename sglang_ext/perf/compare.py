@@ -1,10 +1,13 @@
 """Launch each server configuration in turn, load it identically, and report side by side.
 
 For each ``label:extra server flags`` entry: start ``launcher + --host/--port + common
-flags + extra flags`` in its own process group (:class:`ServerProcess`), wait for
-``/health`` or ``/get_model_info``, warm up, run the same load at every QPS, stop the
-whole group, and append one serving record per (config, QPS) with the label.  A markdown
-report with tables and plots is written from the records.
+flags + extra flags`` in its own process group (:class:`ServerProcess`), wait until it
+is ready, check its greedy tokens on fixed prompts (``greedy`` record: every
+configuration computes the same model, so they must agree), warm up, run the same load
+at every QPS ``repeats`` times, stop the whole group.  One ``serve`` record per
+(config, QPS, repeat) is appended as soon as it is measured, with the label, the exact
+server command and the equivalent client command.  A markdown report with verdicts,
+tables and plots is written from the records.
 """
 
 from __future__ import annotations
@@ -15,19 +18,30 @@ import math
 import shlex
 import sys
 import urllib.request
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .loadgen import LoadConfig
-from .records import append_jsonl
+from .records import append_jsonl, make_record
 from .report import write_report
 from .serve_bench import serving_record
 from .server_process import ServerProcess, free_port
 
-__all__ = ["CompareConfig", "parse_server_config", "server_vocab_size", "run_comparison"]
+__all__ = [
+    "CompareConfig",
+    "parse_server_config",
+    "server_vocab_size",
+    "client_command",
+    "greedy_tokens",
+    "run_comparison",
+]
 
 log = logging.getLogger(__name__)
+OnRecord = Callable[[dict[str, Any]], None]
 
 
 @dataclass(kw_only=True, slots=True)
@@ -54,10 +68,18 @@ class CompareConfig:
     max_concurrency: int | None = field(
         default=None, metadata={"help": "cap on in-flight requests"}
     )
+    repeats: int = field(
+        default=1, metadata={"help": "runs of every QPS point (spread and confidence interval)"}
+    )
     vocab_size: int | None = field(
         default=None, metadata={"help": "else read from the server's tokenizer"}
     )
     warmup_requests: int = field(default=2, metadata={"help": "per server before measuring"})
+    greedy_prompts: int = field(
+        default=2,
+        metadata={"help": "fixed prompts whose greedy tokens every config must agree on (0: off)"},
+    )
+    greedy_tokens: int = field(default=8, metadata={"help": "tokens per greedy check prompt"})
     ready_timeout_s: float = field(default=900.0, metadata={"help": "server start-up limit"})
     out_dir: str = field(
         default="bench/results/compare", metadata={"help": "records, logs and report"}
@@ -69,6 +91,13 @@ class CompareConfig:
             raise ValueError(f"config labels must be unique, got {labels}")
         if not self.qps or any(not q > 0 for q in self.qps):
             raise ValueError(f"qps must be positive rates (or inf), got {self.qps}")
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
+        if self.greedy_prompts < 0 or self.greedy_tokens < 1:
+            raise ValueError(
+                f"need greedy_prompts >= 0 and greedy_tokens >= 1, got "
+                f"{self.greedy_prompts}, {self.greedy_tokens}"
+            )
 
 
 def parse_server_config(entry: str) -> tuple[str, list[str]]:
@@ -97,13 +126,93 @@ def server_vocab_size(base_url: str) -> int | None:
         return None
 
 
-def run_comparison(cfg: CompareConfig) -> tuple[list[dict[str, Any]], Path]:
-    """Run every configuration; returns (records, report path)."""
+def client_command(load: LoadConfig) -> list[str]:
+    """The ``bench/serve_load.py`` command line that runs the same load by hand."""
+    cmd = ["python", "bench/serve_load.py", "--base-url", load.base_url]
+    for flag, v in (
+        ("--qps", load.qps),
+        ("--num-prompts", load.num_prompts),
+        ("--sequence-length", load.sequence_length),
+        ("--output-length", load.output_length),
+        ("--max-concurrency", load.max_concurrency),
+        ("--vocab-size", load.vocab_size),
+        ("--seed", load.seed),
+        ("--warmup-requests", load.warmup_requests),
+    ):
+        if v is not None:
+            cmd += [flag, str(v)]
+    return cmd
+
+
+def _post(url: str, body: dict[str, Any], timeout: float = 300.0) -> dict[str, Any]:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def greedy_tokens(base_url: str, prompts: list[list[int]], n: int) -> list[list[int]]:
+    """The server's greedy output ids (``/generate``, temperature 0, ignore_eos)."""
+    out = []
+    for ids in prompts:
+        res = _post(
+            base_url + "/generate",
+            {
+                "input_ids": ids,
+                "sampling_params": {"max_new_tokens": n, "temperature": 0, "ignore_eos": True},
+                "return_logprob": True,
+            },
+        )
+        out.append([int(t[1]) for t in res["meta_info"]["output_token_logprobs"]])
+    return out
+
+
+def _greedy_prompts(cfg: CompareConfig, vocab: int) -> list[list[int]]:
+    rng = np.random.default_rng(1234)
+    lens = [max(1, cfg.sequence_length // (k + 1)) for k in range(cfg.greedy_prompts)]
+    return [rng.integers(0, vocab, size=n).tolist() for n in lens]
+
+
+def _point_key(label: str, qps: float, repeat: int) -> tuple[str, float, int]:
+    return (label, float(qps), int(repeat))
+
+
+def run_comparison(
+    cfg: CompareConfig,
+    *,
+    done: Container[tuple[str, float, int]] = (),
+    on_record: OnRecord | None = None,
+    progress: Any | None = None,
+    report: bool = True,
+) -> tuple[list[dict[str, Any]], Path | None]:
+    """Run every configuration; returns (records made now, report path or None).
+
+    ``done``: (label, qps, repeat) points already measured (skipped; a configuration
+    with every point done is not started).  ``on_record`` sees each record as it is
+    appended; ``progress`` (a tqdm bar) is advanced once per point.
+    """
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
+
+    def emit(rec: dict[str, Any]) -> None:
+        records.append(rec)
+        append_jsonl(out / "compare.jsonl", rec)
+        if on_record is not None:
+            on_record(rec)
+
     for entry in cfg.configs:
         label, flags = parse_server_config(entry)
+        todo = [
+            (qps, rep)
+            for rep in range(cfg.repeats)
+            for qps in cfg.qps
+            if _point_key(label, qps, rep) not in done
+        ]
+        if not todo:
+            log.info("%s: every point already measured", label)
+            continue
         port = free_port()
         url = f"http://{cfg.host}:{port}"
         cmd = [
@@ -121,7 +230,17 @@ def run_comparison(cfg: CompareConfig) -> tuple[list[dict[str, Any]], Path]:
             vocab = cfg.vocab_size or server_vocab_size(url)
             if vocab is None:
                 raise ValueError(f"cannot tell the vocabulary size of {label!r}: pass --vocab-size")
-            for i, qps in enumerate(cfg.qps):
+            if cfg.greedy_prompts:
+                prompts = _greedy_prompts(cfg, vocab)
+                tokens = greedy_tokens(url, prompts, cfg.greedy_tokens)
+                emit(
+                    make_record(
+                        "greedy",
+                        {"label": label, "server_cmd": cmd, "max_new_tokens": cfg.greedy_tokens},
+                        {"prompts": prompts, "output_ids": tokens},
+                    )
+                )
+            for i, (qps, rep) in enumerate(todo):
                 load = LoadConfig(
                     base_url=url,
                     qps=qps,
@@ -130,6 +249,7 @@ def run_comparison(cfg: CompareConfig) -> tuple[list[dict[str, Any]], Path]:
                     output_length=cfg.output_length,
                     max_concurrency=cfg.max_concurrency,
                     vocab_size=vocab,
+                    seed=rep,
                     warmup_requests=cfg.warmup_requests if i == 0 else 0,
                     disable_progress=True,
                 )
@@ -137,12 +257,17 @@ def run_comparison(cfg: CompareConfig) -> tuple[list[dict[str, Any]], Path]:
                     load,
                     extra_config={
                         "label": label,
+                        "repeat": rep,
                         "server_cmd": cmd,
+                        "client_cmd": client_command(load),
                         "server_startup_s": srv.startup_s,
                     },
                 )
-                records.append(rec)
-                append_jsonl(out / "compare.jsonl", rec)
+                emit(rec)
+                if progress is not None:
+                    progress.update(1)
+    if not report:
+        return records, None
     return records, write_report(
         records,
         out,

@@ -7,6 +7,7 @@ picks the plots that a set of records supports, by their ``bench`` field.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -19,6 +20,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .stats import serving_points  # noqa: E402
+
 __all__ = [
     "plot_layer_heatmap",
     "plot_op_distribution",
@@ -26,6 +29,11 @@ __all__ = [
     "plot_bandwidth",
     "plot_latency_vs_seqlen",
     "plot_serving_comparison",
+    "plot_throughput_vs_load",
+    "plot_latency_vs_throughput",
+    "throughput_figure",
+    "latency_throughput_figure",
+    "load_positions",
     "make_plots",
     "series_label",
 ]
@@ -142,25 +150,123 @@ def plot_latency_vs_seqlen(recs: list[Rec], path: Path, metric: str = "median_tt
     return _save(fig, path)
 
 
+LATENCIES = (("ttft", "TTFT"), ("tpot", "TPOT"), ("e2e_latency", "E2E latency"))
+_SERVE_METRICS = ("request_throughput", "output_throughput") + tuple(
+    f"{s}_{k}_ms" for k, _ in LATENCIES for s in ("median", "p90", "p99")
+)
+
+
+def load_positions(qps: list[float]) -> tuple[list[float], float | None]:
+    """x positions for offered loads: finite rates as they are, ``inf`` (saturation: all
+    requests at once) one step right of the largest finite rate.  Returns (xs, x of inf)."""
+    finite = [q for q in qps if math.isfinite(q)]
+    x_inf = (max(finite) * 1.5 if finite else 1.0) if len(finite) < len(qps) else None
+    return [q if math.isfinite(q) else x_inf for q in qps], x_inf
+
+
+def _err(sp: Any) -> float:
+    return 0.0 if sp is None or math.isnan(sp.ci_half) else sp.ci_half
+
+
+def throughput_figure(recs: list[Rec]) -> Any:
+    """Achieved request and output throughput against offered load, saturation included.
+
+    y starts at 0 (no zoom onto a few tok/s); error bars are the repeats' 95% CI; the
+    ``inf`` point is drawn at the right end, labelled "inf (saturation)", and its value
+    as a dashed line, so the saturation throughput of each configuration is on the plot.
+    """
+    pts = serving_points(recs, _SERVE_METRICS)
+    all_q = sorted({p["qps"] for ps in pts.values() for p in ps})
+    xs_all, x_inf = load_positions(all_q)
+    pos = dict(zip(all_q, xs_all, strict=True))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for ax, key, unit in zip(
+        axes, ("request_throughput", "output_throughput"), ("req/s", "tok/s"), strict=True
+    ):
+        for i, (label, ps) in enumerate(sorted(pts.items())):
+            ps = [p for p in ps if key in p]
+            color = f"C{i}"
+            ax.errorbar(
+                [pos[p["qps"]] for p in ps],
+                [p[key].mean for p in ps],
+                yerr=[_err(p[key]) for p in ps],
+                marker="o",
+                capsize=3,
+                color=color,
+                label=label,
+            )
+            sat = [p for p in ps if not math.isfinite(p["qps"])]
+            if sat:
+                ax.axhline(sat[0][key].mean, color=color, ls="--", lw=0.8, alpha=0.7)
+        finite = [q for q in all_q if math.isfinite(q)]
+        if key == "request_throughput" and finite:
+            ax.plot(finite, finite, color="gray", ls=":", lw=1, label="offered = achieved")
+        ticks = [pos[q] for q in all_q]
+        ax.set_xticks(ticks, [f"{q:g}" if math.isfinite(q) else "inf\n(saturation)" for q in all_q])
+        ax.set_xlim(0, (max(ticks) if ticks else 1) * 1.12)
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("offered load (req/s)")
+        ax.set_ylabel(f"achieved {key.replace('_', ' ')} ({unit})")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_title("request throughput vs offered load")
+    axes[1].set_title("output throughput vs offered load")
+    fig.tight_layout()
+    return fig
+
+
+def plot_throughput_vs_load(recs: list[Rec], path: Path) -> Path:
+    return _save(throughput_figure(recs), path)
+
+
+def latency_throughput_figure(recs: list[Rec]) -> Any:
+    """TTFT, TPOT and E2E latency (median solid, p99 dashed) against achieved request
+    throughput, one colour per configuration: the serving Pareto view."""
+    pts = serving_points(recs, _SERVE_METRICS)
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for ax, (k, name) in zip(axes, LATENCIES, strict=True):
+        for i, (label, ps) in enumerate(sorted(pts.items())):
+            for stat, ls in (("median", "-"), ("p99", "--")):
+                key = f"{stat}_{k}_ms"
+                q = [p for p in ps if key in p and "request_throughput" in p]
+                ax.errorbar(
+                    [p["request_throughput"].mean for p in q],
+                    [p[key].mean for p in q],
+                    xerr=[_err(p["request_throughput"]) for p in q],
+                    yerr=[_err(p[key]) for p in q],
+                    marker="o",
+                    ls=ls,
+                    capsize=2,
+                    color=f"C{i}",
+                    label=f"{label} {stat}",
+                )
+        ax.set_xlim(left=0)
+        ax.set_ylim(bottom=0)
+        ax.set_xlabel("achieved request throughput (req/s)")
+        ax.set_ylabel(f"{name} (ms)")
+        ax.set_title(f"{name} vs throughput")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_latency_vs_throughput(recs: list[Rec], path: Path) -> Path:
+    return _save(latency_throughput_figure(recs), path)
+
+
 def plot_serving_comparison(recs: list[Rec], path: Path) -> Path:
-    """Configurations side by side: latency percentiles, and output throughput vs QPS."""
+    """Latency percentiles of each configuration at its heaviest load (bars, log scale)."""
     by: dict[str, list[Rec]] = defaultdict(list)
     for r in recs:
         by[series_label(r)].append(r)
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, a1 = plt.subplots(1, 1, figsize=(7, 4))
     stats = ("median", "p90", "p99")
     width = 0.8 / max(len(by), 1)
     for i, (label, rs) in enumerate(sorted(by.items())):
         r = max(rs, key=lambda x: x["metrics"]["request_throughput"])  # heaviest load point
         vals = [r["metrics"][f"{s}_{k}_ms"] for k in ("ttft", "tpot", "e2e_latency") for s in stats]
         a1.bar(np.arange(len(vals)) + i * width, vals, width, label=label)
-        pts = sorted((x["config"]["qps"], x["metrics"]["output_throughput"]) for x in rs)
-        a2.plot(
-            [p[0] if np.isfinite(p[0]) else np.nan for p in pts],
-            [p[1] for p in pts],
-            marker="o",
-            label=label,
-        )
     a1.set_xticks(
         np.arange(9) + 0.4 - width / 2,
         [f"{s} {k}" for k in ("ttft", "tpot", "e2e") for s in stats],
@@ -171,11 +277,6 @@ def plot_serving_comparison(recs: list[Rec], path: Path) -> Path:
     a1.set_ylabel("ms")
     a1.set_title("latency distribution (heaviest load)")
     a1.legend(fontsize=8)
-    a2.set_xlabel("request rate (req/s)")
-    a2.set_ylabel("output throughput (tok/s)")
-    a2.set_title("throughput vs QPS")
-    a2.grid(True, alpha=0.3)
-    a2.legend(fontsize=8)
     return _save(fig, path)
 
 
@@ -208,6 +309,8 @@ def make_plots(records: Iterable[Rec], out_dir: str | Path) -> list[Path]:
             )
         )
     if serve:
+        made.append(plot_throughput_vs_load(serve, out_dir / "throughput_vs_load.png"))
+        made.append(plot_latency_vs_throughput(serve, out_dir / "latency_vs_throughput.png"))
         made.append(plot_serving_comparison(serve, out_dir / "serving_comparison.png"))
     log.info("wrote %d plots to %s", len(made), out_dir)
     return made
