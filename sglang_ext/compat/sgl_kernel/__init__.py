@@ -1,22 +1,56 @@
-"""sglang-ext's torch stand-in for the ``sgl_kernel`` package (sgl-kernel 0.1.7), NOT the real one.
+"""sglang-ext's Triton/torch stand-in for the ``sgl_kernel`` package (sgl-kernel 0.1.7), NOT the real one.
 
 For CUDA machines where sgl-kernel cannot be installed (e.g. torch 2.11 / Triton 3.6 with no
 matching wheel).  ``sglang_ext.compat.standin_path()`` is put on ``PYTHONPATH`` only when
 ``sglang_ext.compat.need_standin()`` says the real package is missing, so ``import sgl_kernel``
 in sglang 0.4.7 finds this module.
 
-What it provides, with sgl_kernel 0.1.7's calling conventions as sglang 0.4.7 uses them:
+The ops sglang 0.4.7 reaches on the Qwen3 / Qwen3-MoE serving path on CUDA (read from its
+source: ``layers/layernorm.py``, ``rotary_embedding.py``, ``activation.py``, ``moe/topk.py``,
+``moe/fused_moe_triton/fused_moe.py``, ``sampler.py``, ``models/qwen3_moe.py``,
+``mem_cache/memory_pool.py``), each a Triton kernel in ``sglang_ext.kernels`` on CUDA
+tensors beside its plain-torch reference (used off CUDA and as the fallback;
+``SGLANG_EXT_STANDIN_IMPL=auto|triton|torch``, see ``_impl``):
 
-* plain torch: ``rmsnorm``, ``fused_add_rmsnorm``, ``gemma_rmsnorm``,
-  ``gemma_fused_add_rmsnorm``, ``silu_and_mul``, ``gelu_and_mul``, ``gelu_tanh_and_mul``,
-  ``apply_rope_with_cos_sin_cache_inplace``, ``topk_softmax``.
-* ``moe_align_block_size``: a three-launch Triton kernel on CUDA, torch elsewhere;
-  ``SGLANG_EXT_STANDIN_MOE_ALIGN=torch|triton|sglang`` forces one (``sglang`` = sglang's
-  own ``moe_align_block_size_triton``).  All ops avoid host synchronisation, so sglang's
-  CUDA graphs can capture them.
-* every other name: ``from sgl_kernel import foo`` succeeds (module ``__getattr__``), and
-  calling ``foo`` raises ``NotImplementedError`` naming the op and the flag that avoids it.
-  Submodules ``sgl_kernel.allreduce`` and ``sgl_kernel.flash_attn`` behave the same way.
+=========================================  ==============================================  ================
+op (sgl_kernel 0.1.7 convention)           sglang 0.4.7 call site                           kernel / ref
+=========================================  ==============================================  ================
+``rmsnorm(x, w, eps)``                     ``RMSNorm.forward_cuda`` (no residual): final    ``norm`` /
+                                           norm, and the q/k norms of ``Qwen3MoeAttention`` ``norm_ref``
+                                           (``q.reshape(-1, head_dim)``: rows of head_dim)
+``fused_add_rmsnorm(x, r, w, eps)``        ``RMSNorm.forward_cuda`` with residual (input/   ``norm``
+                                           post-attention norms): in place on x and r
+``apply_rope_with_cos_sin_cache_inplace``  ``RotaryEmbedding.forward_cuda``, head sizes      ``rope`` /
+                                           64/128/256/512, in place on q/k views; other     ``rope_ref``
+                                           sizes went to vLLM's ``rotary_embedding`` (absent:
+                                           patch 0015 sends them to ``rope`` too)
+``silu_and_mul(x, out)``                   ``SiluAndMul.forward_cuda`` (dense MLP) and      ``activation`` /
+                                           ``fused_experts_impl`` (MoE, E > 1)             ``activation_ref``
+``topk_softmax(w, ids, tei, logits)``      ``fused_topk`` (``select_experts``, E > 1)       ``topk`` / ``topk_ref``
+``moe_align_block_size(...)``              ``fused_moe.moe_align_block_size`` (E > 1)       ``moe_align_triton``
+                                                                                           / torch (``moe``)
+=========================================  ==============================================  ================
+
+A one-expert Qwen3-MoE (patch 0010) runs ``SingleExpertMoE`` instead of ``FusedMoE``, so
+``topk_softmax``/``moe_align_block_size`` are reached only by models with several experts.
+``gemma_rmsnorm``, ``gemma_fused_add_rmsnorm``, ``gelu_and_mul`` and ``gelu_tanh_and_mul``
+share the norm and activation kernels.  Reached on that path without an sgl_kernel op:
+
+* sampling: with ``--sampling-backend pytorch`` (what ``launch_server`` picks with the
+  stand-in) greedy is ``torch.argmax`` and the rest torch ops; the four
+  ``sgl_kernel`` sampling ops belong to ``--sampling-backend flashinfer`` (they raise here).
+* KV-cache writes: ``MHATokenToKVPool.set_kv_buffer`` indexes into the cache with plain
+  torch (``k_buffer[layer][loc] = k``), no sgl_kernel or vLLM op.
+* ``fused_moe.py`` reaches ``vllm_ops.silu_and_mul``/``moe_sum`` only off CUDA;
+  ``moe_fused_gate`` only for biased grouped top-k (DeepSeek-V3), not Qwen3.
+
+``moe_align_block_size``: a three-launch Triton kernel on CUDA, torch elsewhere;
+``SGLANG_EXT_STANDIN_MOE_ALIGN=torch|triton|sglang`` forces one (``sglang`` = sglang's own
+``moe_align_block_size_triton``).  No op synchronises with the host, so sglang's CUDA graphs
+can capture them.  Every other name: ``from sgl_kernel import foo`` succeeds (module
+``__getattr__``), and calling ``foo`` raises ``NotImplementedError`` naming the op and the
+flag that avoids it.  Submodules ``sgl_kernel.allreduce`` and ``sgl_kernel.flash_attn``
+behave the same way.
 
 How sglang 0.4.7's probes of ``sgl_kernel`` end up (an import that succeeds cannot be made to
 fail for one importer only, so each probe is met where the op is used):

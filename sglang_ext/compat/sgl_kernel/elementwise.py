@@ -1,8 +1,11 @@
-"""Plain-torch stand-ins for sgl_kernel 0.1.7's norm, gated-activation and rotary ops.
+"""sgl_kernel 0.1.7's norm, gated-activation and rotary ops, as sglang 0.4.7 calls them.
 
-Each function keeps the calling convention sglang 0.4.7 uses (argument order, ``out=``,
-in-place updates) and computes in float32 before one rounding to the tensor's dtype, as the
-flashinfer-derived CUDA kernels do.  Call sites: ``layers/layernorm.py`` (norms),
+Each function keeps sgl_kernel's calling convention (argument order, ``out=``, in-place
+updates), checks its arguments, and runs the Triton kernel from ``sglang_ext.kernels``
+(``norm``, ``activation``, ``rope``) on CUDA tensors or its plain-torch reference
+(``*_ref``) elsewhere (``_impl.use_triton``).  Both compute in float32 and round once to the
+tensor's dtype, as the flashinfer-derived CUDA kernels do.  Call sites:
+``layers/layernorm.py`` (norms, the q/k norms of ``models/qwen3_moe.py``),
 ``layers/activation.py`` and ``moe/fused_moe_triton/fused_moe.py`` (``*_and_mul``),
 ``layers/rotary_embedding.py`` (rope).
 """
@@ -10,7 +13,8 @@ flashinfer-derived CUDA kernels do.  Call sites: ``layers/layernorm.py`` (norms)
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from ._impl import use_triton
 
 __all__ = [
     "rmsnorm",
@@ -32,21 +36,28 @@ def _check_norm_args(op: str, x: torch.Tensor, weight: torch.Tensor) -> None:
         )
 
 
-def _rms_normalize(x32: torch.Tensor, weight32: torch.Tensor, eps: float) -> torch.Tensor:
-    # x32: [..., D] float32; returns x / sqrt(mean(x^2) + eps) * weight in float32
-    return x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + eps) * weight32
-
-
-def _norm_out(
-    op: str, x: torch.Tensor, weight32: torch.Tensor, eps: float, out: torch.Tensor | None
-) -> torch.Tensor:
-    y = _rms_normalize(x.float(), weight32, eps)
-    if out is None:
-        return y.to(x.dtype)
-    if out.shape != x.shape:
+def _norm(op: str, x, weight, eps, out, gemma: bool) -> torch.Tensor:
+    _check_norm_args(op, x, weight)
+    if out is not None and out.shape != x.shape:
         raise ValueError(f"sgl_kernel.{op}: out {tuple(out.shape)} != input {tuple(x.shape)}")
-    out.copy_(y)
-    return out
+    if use_triton(x):
+        from sglang_ext.kernels.norm import rmsnorm as impl
+    else:
+        from sglang_ext.kernels.norm_ref import rmsnorm_ref as impl
+    return impl(x, weight, eps, out=out, gemma=gemma)
+
+
+def _fused_add(op: str, x, residual, weight, eps, gemma: bool) -> None:
+    _check_norm_args(op, x, weight)
+    if residual.shape != x.shape:
+        raise ValueError(
+            f"sgl_kernel.{op}: residual {tuple(residual.shape)} != input {tuple(x.shape)}"
+        )
+    if use_triton(x):
+        from sglang_ext.kernels.norm import fused_add_rmsnorm as impl
+    else:
+        from sglang_ext.kernels.norm_ref import fused_add_rmsnorm_ref as impl
+    impl(x, residual, weight, eps, gemma=gemma)
 
 
 def rmsnorm(
@@ -57,8 +68,7 @@ def rmsnorm(
     enable_pdl: bool | None = None,
 ) -> torch.Tensor:
     """``out = input / sqrt(mean(input^2) + eps) * weight``; returns ``out`` (new if None)."""
-    _check_norm_args("rmsnorm", input, weight)
-    return _norm_out("rmsnorm", input, weight.float(), eps, out)
+    return _norm("rmsnorm", input, weight, eps, out, gemma=False)
 
 
 def fused_add_rmsnorm(
@@ -73,8 +83,7 @@ def fused_add_rmsnorm(
     The sum is normalised in float32 before ``residual`` is rounded to its dtype, as the
     flashinfer kernel does.
     """
-    _check_norm_args("fused_add_rmsnorm", input, weight)
-    _fused_add(input, residual, weight.float(), eps)
+    _fused_add("fused_add_rmsnorm", input, residual, weight, eps, gemma=False)
 
 
 def gemma_rmsnorm(
@@ -85,8 +94,7 @@ def gemma_rmsnorm(
     enable_pdl: bool | None = None,
 ) -> torch.Tensor:
     """Gemma's RMSNorm: ``input / sqrt(mean(input^2) + eps) * (1 + weight)``."""
-    _check_norm_args("gemma_rmsnorm", input, weight)
-    return _norm_out("gemma_rmsnorm", input, 1.0 + weight.float(), eps, out)
+    return _norm("gemma_rmsnorm", input, weight, eps, out, gemma=True)
 
 
 def gemma_fused_add_rmsnorm(
@@ -97,22 +105,10 @@ def gemma_fused_add_rmsnorm(
     enable_pdl: bool | None = None,
 ) -> None:
     """In place: ``residual += input``, then ``input = gemma_rmsnorm(residual)``."""
-    _check_norm_args("gemma_fused_add_rmsnorm", input, weight)
-    _fused_add(input, residual, 1.0 + weight.float(), eps)
+    _fused_add("gemma_fused_add_rmsnorm", input, residual, weight, eps, gemma=True)
 
 
-def _fused_add(x: torch.Tensor, residual: torch.Tensor, w32: torch.Tensor, eps: float) -> None:
-    if residual.shape != x.shape:
-        raise ValueError(
-            f"sgl_kernel fused_add_rmsnorm: residual {tuple(residual.shape)} != input "
-            f"{tuple(x.shape)}"
-        )
-    s = x.float() + residual.float()  # [..., D] float32
-    residual.copy_(s)
-    x.copy_(_rms_normalize(s, w32, eps))
-
-
-def _gated(op: str, input: torch.Tensor, out: torch.Tensor | None, act) -> torch.Tensor:
+def _gated(op: str, input: torch.Tensor, out: torch.Tensor | None, act: str) -> torch.Tensor:
     # input: [..., 2d] -> out: [..., d] = act(input[..., :d]) * input[..., d:]
     if input.shape[-1] % 2:
         raise ValueError(f"sgl_kernel.{op}: last dim of input must be even, got {input.shape}")
@@ -122,23 +118,26 @@ def _gated(op: str, input: torch.Tensor, out: torch.Tensor | None, act) -> torch
         out = torch.empty(shape, dtype=input.dtype, device=input.device)
     elif out.shape != shape:
         raise ValueError(f"sgl_kernel.{op}: out must have shape {tuple(shape)}, got {out.shape}")
-    torch.mul(act(input[..., :d].float()), input[..., d:], out=out)
-    return out
+    if use_triton(input):
+        from sglang_ext.kernels.activation import gated_act as impl
+    else:
+        from sglang_ext.kernels.activation_ref import gated_act_ref as impl
+    return impl(input, out, act)
 
 
 def silu_and_mul(input: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """SwiGLU gate: ``out = silu(input[..., :d]) * input[..., d:]``; returns ``out``."""
-    return _gated("silu_and_mul", input, out, F.silu)
+    return _gated("silu_and_mul", input, out, "silu")
 
 
 def gelu_and_mul(input: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``out = gelu(input[..., :d]) * input[..., d:]`` with the exact (erf) GELU."""
-    return _gated("gelu_and_mul", input, out, F.gelu)
+    return _gated("gelu_and_mul", input, out, "gelu")
 
 
 def gelu_tanh_and_mul(input: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """``out = gelu_tanh(input[..., :d]) * input[..., d:]`` (tanh-approximated GELU)."""
-    return _gated("gelu_tanh_and_mul", input, out, lambda t: F.gelu(t, approximate="tanh"))
+    return _gated("gelu_tanh_and_mul", input, out, "gelu_tanh")
 
 
 def apply_rope_with_cos_sin_cache_inplace(
@@ -151,33 +150,24 @@ def apply_rope_with_cos_sin_cache_inplace(
 ) -> None:
     """Rotate ``query`` and ``key`` in place by the angles of ``positions``.
 
-    ``query``/``key``: ``[T, H * head_size]`` (any strides whose last dim is contiguous, e.g.
-    slices of a fused qkv) or ``[T, H, head_size]``.  ``cos_sin_cache``: float32
-    ``[max_pos, rotary_dim]`` holding ``cos`` in the first half and ``sin`` in the second; only
-    the first ``rotary_dim`` channels of each head rotate.  ``is_neox``: pairs ``(i, i + r/2)``;
-    otherwise interleaved pairs ``(2i, 2i + 1)`` (GPT-J).
+    ``query``/``key``: ``[T, H * head_size]`` (any strides, e.g. slices of a fused qkv) or
+    ``[T, H, head_size]``.  ``cos_sin_cache``: float32 ``[max_pos, rotary_dim]`` holding
+    ``cos`` in the first half and ``sin`` in the second; only the first ``rotary_dim``
+    channels of each head rotate.  ``is_neox``: pairs ``(i, i + r/2)``; otherwise
+    interleaved pairs ``(2i, 2i + 1)`` (GPT-J).  Any head size (sglang sends head sizes
+    other than 64/128/256/512 to vLLM's op instead; patch 0015 sends them here).
     """
+    op = "sgl_kernel.apply_rope_with_cos_sin_cache_inplace"
     if cos_sin_cache.dtype != torch.float32:
-        raise ValueError(
-            f"sgl_kernel.apply_rope_with_cos_sin_cache_inplace: cos_sin_cache must be float32, "
-            f"got {cos_sin_cache.dtype}"
-        )
+        raise ValueError(f"{op}: cos_sin_cache must be float32, got {cos_sin_cache.dtype}")
     rot = cos_sin_cache.shape[-1]
     if rot % 2 or rot > head_size:
-        raise ValueError(f"rotary_dim {rot} must be even and <= head_size {head_size}")
-    half = rot // 2
-    cs = cos_sin_cache.index_select(0, positions.reshape(-1).long())  # [T, rot]
-    cos = cs[:, None, :half]  # [T, 1, rot/2]
-    sin = cs[:, None, half:]
-    for t in (query, key):
-        v = t.view(t.shape[0], -1, head_size)  # [T, H, D], shares storage with t
-        if is_neox:
-            x1, x2 = v[..., :half].float(), v[..., half:rot].float()
-            i1, i2 = slice(0, half), slice(half, rot)
-        else:
-            x1, x2 = v[..., 0:rot:2].float(), v[..., 1:rot:2].float()
-            i1, i2 = slice(0, rot, 2), slice(1, rot, 2)
-        o1 = x1 * cos - x2 * sin
-        o2 = x2 * cos + x1 * sin
-        v[..., i1] = o1
-        v[..., i2] = o2
+        raise ValueError(f"{op}: rotary_dim {rot} must be even and <= head_size {head_size}")
+    for name, t in (("query", query), ("key", key)):
+        if t is not None and t.shape[-1] % head_size and t.dim() == 2:
+            raise ValueError(f"{op}: {name} width {t.shape[-1]} is not a multiple of {head_size}")
+    if use_triton(query):
+        from sglang_ext.kernels.rope import apply_rope_inplace as impl
+    else:
+        from sglang_ext.kernels.rope_ref import rope_ref as impl
+    impl(positions, query, key, head_size, cos_sin_cache, is_neox)

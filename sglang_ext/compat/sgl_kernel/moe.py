@@ -22,6 +22,8 @@ import os
 
 import torch
 
+from ._impl import use_triton
+
 __all__ = ["topk_softmax", "moe_align_block_size", "ALIGN_IMPL_ENV"]
 
 ALIGN_IMPL_ENV = "SGLANG_EXT_STANDIN_MOE_ALIGN"
@@ -53,14 +55,11 @@ def topk_softmax(
     n_exp = gating_output.shape[1]
     if k > n_exp:
         raise ValueError(f"sgl_kernel.topk_softmax: top-k {k} > number of experts {n_exp}")
-    probs = torch.softmax(gating_output.float(), dim=-1)  # [M, E]
-    w, ids = torch.topk(probs, k, dim=-1)  # [M, k], sorted descending
-    topk_weights.copy_(w)
-    topk_ids.copy_(ids)
-    dev = token_expert_indices.device
-    rows = torch.arange(m, device=dev, dtype=torch.int64)[:, None]
-    cols = torch.arange(k, device=dev, dtype=torch.int64)[None, :]
-    token_expert_indices.copy_(cols * m + rows)
+    if use_triton(gating_output):
+        from sglang_ext.kernels.topk import topk_softmax as impl
+    else:
+        from sglang_ext.kernels.topk_ref import topk_softmax_ref as impl
+    impl(topk_weights, topk_ids, token_expert_indices, gating_output)
 
 
 def moe_align_block_size(

@@ -1,0 +1,230 @@
+"""Cases for the stand-in's Triton kernels (norm, rope, activation, topk) vs float64.
+
+Each case builds its inputs on ``device`` in ``dtype``, fills every output with NaN (or
+garbage ids) first, runs the kernel and raises AssertionError on any mismatch with a float64
+reference written here from the op's definition.  The CPU interpreter worker and the GPU
+tests run the same cases.  Tolerances: float32 1e-5 (float32 math, rounding of a few
+reductions); float16 2e-3 (one rounding to 11 bits, 4.9e-4 relative, of values up to ~4);
+bfloat16 1.6e-2 (one rounding to 8 bits, 3.9e-3 relative, plus rsqrt/exp of rounded inputs).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+
+import torch
+
+TOL = {
+    torch.float32: dict(rtol=1e-5, atol=1e-5),
+    torch.float16: dict(rtol=2e-3, atol=2e-3),
+    torch.bfloat16: dict(rtol=1.6e-2, atol=1.6e-2),
+}
+
+
+def _gen(*key: object) -> torch.Generator:
+    return torch.Generator().manual_seed(hash(key) % (2**31))
+
+
+def _close(got: torch.Tensor, want: torch.Tensor, dtype: torch.dtype, what: str) -> None:
+    got = got.detach().cpu().double()
+    assert not torch.isnan(got).any(), f"{what}: NaN left in the output (element not written?)"
+    torch.testing.assert_close(got, want, **TOL[dtype], msg=lambda m: f"{what}: {m}")
+
+
+# ---- float64 references, from the definitions -------------------------------------------
+
+
+def rms64(x: torch.Tensor, w: torch.Tensor, eps: float, gemma: bool) -> torch.Tensor:
+    x, w = x.double().cpu(), w.double().cpu()
+    return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * ((1.0 + w) if gemma else w)
+
+
+def gated64(x: torch.Tensor, act: str) -> torch.Tensor:
+    x = x.double().cpu()
+    d = x.shape[-1] // 2
+    a, b = x[..., :d], x[..., d:]
+    if act == "silu":
+        g = a / (1.0 + torch.exp(-a))
+    elif act == "gelu":
+        g = 0.5 * a * (1.0 + torch.erf(a / math.sqrt(2.0)))
+    else:
+        g = 0.5 * a * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (a + 0.044715 * a**3)))
+    return g * b
+
+
+def rope64(x: torch.Tensor, pos: torch.Tensor, cache: torch.Tensor, neox: bool) -> torch.Tensor:
+    """x: [T, H, D]; rotate the first rotary_dim channels by the cached cos/sin of pos."""
+    x, cache = x.double().cpu(), cache.double().cpu()
+    rot = cache.shape[-1]
+    cs = cache[pos.cpu().long()]  # [T, rot]
+    cos, sin = cs[:, None, : rot // 2], cs[:, None, rot // 2 :]
+    i1 = torch.arange(rot // 2) if neox else torch.arange(0, rot, 2)
+    i2 = i1 + rot // 2 if neox else i1 + 1
+    y = x.clone()
+    y[..., i1] = x[..., i1] * cos - x[..., i2] * sin
+    y[..., i2] = x[..., i2] * cos + x[..., i1] * sin
+    return y
+
+
+def rope_cache(max_pos: int, rot: int, base: float = 10000.0) -> torch.Tensor:
+    inv = 1.0 / base ** (torch.arange(0, rot, 2, dtype=torch.float64) / rot)
+    f = torch.arange(max_pos, dtype=torch.float64)[:, None] * inv[None, :]
+    return torch.cat([f.cos(), f.sin()], -1).float()  # [max_pos, rot] float32
+
+
+# ---- cases ---------------------------------------------------------------------------------
+
+
+def rmsnorm_case(dev, dtype, t: int, d: int, strided: bool, gemma: bool, residual: bool):
+    from sglang_ext.kernels.norm import fused_add_rmsnorm, rmsnorm
+
+    g = _gen("rms", t, d, strided, gemma, residual)
+    pad = 5 if strided else 0
+    buf = torch.randn(t, d + 2 * pad, generator=g).to(dtype).to(dev)
+    x = buf[:, pad : pad + d]  # rows of a wider buffer when strided
+    w = (torch.rand(d, generator=g) + 0.5).to(dtype).to(dev)
+    if not residual:
+        x_before = x.clone()
+        out = torch.full((t, d), float("nan"), dtype=dtype, device=dev)
+        assert rmsnorm(x, w, 1e-6, out=out, gemma=gemma) is out, "must return out"
+        _close(out, rms64(x, w, 1e-6, gemma), dtype, "rmsnorm out")
+        assert torch.equal(x, x_before), "rmsnorm changed its input"
+        _close(rmsnorm(x, w, 1e-6, gemma=gemma), rms64(x, w, 1e-6, gemma), dtype, "rmsnorm new")
+        return
+    rbuf = torch.randn(t, d + 2 * pad, generator=g).to(dtype).to(dev)
+    r = rbuf[:, pad : pad + d]
+    s = x.double().cpu() + r.double().cpu()
+    buf_before, rbuf_before = buf.clone(), rbuf.clone()
+    assert fused_add_rmsnorm(x, r, w, 1e-5, gemma=gemma) is None
+    _close(r, s, dtype, "residual <- x + residual")
+    _close(x, rms64(s, w, 1e-5, gemma), dtype, "x <- rmsnorm(x + residual)")
+    for b, b0 in ((buf, buf_before), (rbuf, rbuf_before)):
+        assert torch.equal(b[:, :pad], b0[:, :pad]) and torch.equal(
+            b[:, pad + d :], b0[:, pad + d :]
+        ), "fused_add_rmsnorm wrote outside its views"
+
+
+def qk_norm_case(dev, dtype, t: int, head_dim: int):
+    # Qwen3MoeAttention._apply_qk_norm: q (a slice of qkv) reshaped to rows of head_dim
+    from sglang_ext.kernels.norm import rmsnorm
+
+    hq, hk = 4, 2
+    g = _gen("qk", t, head_dim)
+    qkv = torch.randn(t, (hq + 2 * hk) * head_dim, generator=g).to(dtype).to(dev)
+    q = qkv[:, : hq * head_dim]
+    w = (torch.rand(head_dim, generator=g) + 0.5).to(dtype).to(dev)
+    rows = q.reshape(-1, head_dim)
+    y = rmsnorm(rows, w, 1e-6)
+    _close(y, rms64(rows, w, 1e-6, False), dtype, "q norm by head")
+    q3 = q.unflatten(-1, (hq, head_dim))  # a strided 3-D view (no 2-D view of it exists)
+    out = torch.full(q3.shape, float("nan"), dtype=dtype, device=dev)
+    rmsnorm(q3, w, 1e-6, out=out)
+    _close(out, rms64(q3, w, 1e-6, False), dtype, "q norm on a [T, H, D] view")
+
+
+def gated_case(dev, dtype, t: int, d: int, act: str, strided: bool):
+    from sglang_ext.kernels.activation import gated_act
+
+    g = _gen("act", t, d, act, strided)
+    buf = (torch.randn(t, 2 * d + (6 if strided else 0), generator=g) * 3).to(dtype).to(dev)
+    x = buf[:, 3 : 3 + 2 * d] if strided else buf
+    out = torch.full((t, d), float("nan"), dtype=dtype, device=dev)
+    assert gated_act(x, out, act) is out
+    _close(out, gated64(x, act), dtype, f"{act}_and_mul")
+
+
+def rope_case(dev, dtype, t: int, head_dim: int, rot: int, neox: bool, three_d: bool):
+    from sglang_ext.kernels.rope import apply_rope_inplace
+
+    hq, hk, max_pos = 4, 2, 512
+    g = _gen("rope", t, head_dim, rot, neox, three_d)
+    qkv = torch.randn(t, (hq + 2 * hk) * head_dim, generator=g).to(dtype).to(dev)
+    q, k, v = qkv.split([hq * head_dim, hk * head_dim, hk * head_dim], dim=-1)
+    if three_d:
+        q, k = q.unflatten(-1, (hq, head_dim)), k.unflatten(-1, (hk, head_dim))
+    pos = torch.randint(0, max_pos, (t,), generator=g).to(dev)
+    cache = rope_cache(max_pos, rot).to(dev)
+    q0 = q.reshape(t, hq, head_dim).clone()
+    k0 = k.reshape(t, hk, head_dim).clone()
+    v0 = v.clone()
+    assert apply_rope_inplace(pos, q, k, head_dim, cache, neox) is None
+    _close(q.reshape(t, hq, head_dim), rope64(q0, pos, cache, neox), dtype, "query")
+    _close(k.reshape(t, hk, head_dim), rope64(k0, pos, cache, neox), dtype, "key")
+    assert torch.equal(v, v0), "rope touched the value slice of qkv"
+
+
+def topk_case(dev, dtype, m: int, e: int, k: int):
+    from sglang_ext.kernels.topk import topk_softmax
+
+    g = _gen("topk", m, e, k)
+    logits = (torch.randn(m, e, generator=g) * 2).to(dtype).float().to(dev)
+    w = torch.full((m, k), float("nan"), device=dev)
+    ids = torch.full((m, k), -7, dtype=torch.int32, device=dev)
+    tei = torch.full((m, k), -7, dtype=torch.int32, device=dev)
+    assert topk_softmax(w, ids, tei, logits) is None
+    p = torch.softmax(logits.double().cpu(), -1)
+    want_w, want_ids = torch.topk(p, k, -1)
+    assert torch.equal(ids.cpu().long(), want_ids), f"ids {ids.tolist()} != {want_ids.tolist()}"
+    rows, cols = torch.meshgrid(torch.arange(m), torch.arange(k), indexing="ij")
+    assert torch.equal(tei.cpu().long(), cols * m + rows), "token_expert_indices"
+    _close(w, want_w, torch.float32, "topk weights")
+
+
+def cases(dtypes: tuple[torch.dtype, ...], full: bool) -> dict[str, Callable]:
+    """{case id: fn(device)}; ``full`` adds the larger shapes (for the GPU)."""
+    out: dict[str, Callable] = {}
+    toks = (1, 7, 33) + ((257,) if full else ())
+    for dt in dtypes:
+        n = str(dt).split(".")[-1]
+        for t, d, strided, gemma, res in itertools.product(
+            toks, (192, 2048), (False, True), (False,), (False, True)
+        ):
+            out[f"norm-{n}-t{t}-d{d}-s{int(strided)}-r{int(res)}"] = (
+                lambda dev, a=(dt, t, d, strided, gemma, res): rmsnorm_case(dev, *a)
+            )
+        out[f"norm-{n}-gemma"] = lambda dev, dt=dt: rmsnorm_case(dev, dt, 7, 192, True, True, True)
+        for t, hd in itertools.product(toks, (32, 64, 128) + ((256,) if full else ())):
+            out[f"qknorm-{n}-t{t}-hd{hd}"] = lambda dev, a=(dt, t, hd): qk_norm_case(dev, *a)
+        acts = [(t, d, "silu", s) for t, d, s in itertools.product(toks, (96, 1000), (False, True))]
+        acts += [(7, 1000, "gelu", True), (7, 1000, "gelu_tanh", True)]
+        if full:
+            acts += [
+                (t, d, a, True)
+                for t, d, a in itertools.product(toks, (96, 1000), ("gelu", "gelu_tanh"))
+            ]
+        for t, d, act, strided in acts:
+            out[f"act-{n}-{act}-t{t}-d{d}-s{int(strided)}"] = (
+                lambda dev, a=(dt, t, d, act, strided): gated_case(dev, *a)
+            )
+        if full:
+            out[f"act-{n}-silu-t4096-d768"] = lambda dev, dt=dt: gated_case(
+                dev, dt, 4096, 768, "silu", True
+            )
+        hds = (32, 64, 128) + ((256,) if full else ())
+        ropes = [
+            (7, hd, r, nx, False)
+            for hd, r, nx in itertools.product(hds, (False, True), (True, False))
+        ]
+        ropes += [(t, 64, False, True, False) for t in toks if t != 7]
+        ropes += [(7, 64, False, nx, True) for nx in (True, False)]
+        if full:
+            ropes += [
+                (t, hd, False, nx, tdim)
+                for t, hd, nx, tdim in itertools.product(toks, hds, (True, False), (False, True))
+            ]
+        for t, hd, half_rot, neox, three_d in ropes:
+            rot = hd // 2 if half_rot else hd
+            out[f"rope-{n}-t{t}-hd{hd}-rot{rot}-neox{int(neox)}-3d{int(three_d)}"] = (
+                lambda dev, a=(dt, t, hd, rot, neox, three_d): rope_case(dev, *a)
+            )
+    for m, e, k in [(1, 1, 1), (1, 8, 2), (7, 60, 4), (33, 128, 8)] + (
+        [(4096, 128, 8), (257, 512, 8)] if full else []
+    ):
+        out[f"topk-m{m}-e{e}-k{k}"] = lambda dev, a=(m, e, k): topk_case(dev, torch.float32, *a)
+    return out
+
+
+CPU_DTYPES = (torch.float32, torch.float16)  # bf16 under the interpreter is garbage
+CPU_CASES = cases(CPU_DTYPES, full=False)
