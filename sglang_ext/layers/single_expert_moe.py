@@ -24,10 +24,14 @@ pass e.g. ``seed=layer_id`` to decorrelate the layers' loads under ``random``. U
 graph capture the layer uses the static round-robin assignment with offset 0 (a captured graph
 cannot re-route per replay) and ``tokens_computed`` counts only eager calls.
 
-Compute: plain torch (``F.linear``, ``silu(gate) * up``, ``F.linear``) on CPU; on CUDA the
-Triton ``sglang_ext.kernels.fused_mlp.fused_swiglu_mlp`` when it imports and
-``is_available(device)`` (``SGLANG_EXT_FUSED_MLP=0`` turns it off), else torch, logged at debug.
-``use_kernel=False`` forces torch; ``use_kernel=True`` demands the kernel (an error if unusable).
+Compute (:func:`swiglu_mlp`): plain torch (``F.linear``, ``silu(gate) * up``, ``F.linear``,
+i.e. cuBLAS on CUDA) unless the measured dispatch table for this GPU, shard shape (H, I/tp)
+and token-count bucket names a kernel (``sglang_ext.kernels.fused_mlp_dispatch``): the Triton
+``fused_mlp.fused_swiglu_mlp`` (``triton_v2``) or the CUDA one-launch
+``cuda_onelaunch.fused_swiglu_mlp_cuda`` (``cuda_onelaunch``, M <= 32).  No table, no entry,
+CPU, float32, or ``SGLANG_EXT_FUSED_MLP=0``: cuBLAS.  ``use_kernel=False`` forces torch;
+``use_kernel=True`` demands the Triton kernel and a name from ``IMPLS`` demands that one (an
+error if unusable).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import torch.nn.functional as F
 from torch.distributed import ProcessGroup
 from torch.nn import Parameter
 
+from sglang_ext.kernels.fused_mlp_dispatch import IMPLS
 from sglang_ext.layers.routing import (
     DP_ROUTINGS,
     ReplicaSelection,
@@ -52,10 +57,13 @@ from sglang_ext.layers.routing import (
 )
 
 __all__ = [
+    "IMPLS",
     "SINGLE_EXPERT_MODES",
     "SINGLE_EXPERT_MODE_ENV",
     "SingleExpertMoE",
+    "default_impl",
     "resolve_single_expert_mode",
+    "swiglu_mlp",
 ]
 
 logger = logging.getLogger(__name__)
@@ -97,25 +105,98 @@ def resolve_single_expert_mode(
     return value
 
 
-def kernel_max_tokens() -> int:
-    """Largest token count sent to the Triton kernel by default (env
-    ``SGLANG_EXT_FUSED_MLP_MAX_TOKENS``, default 64)."""
-    return int(os.environ.get("SGLANG_EXT_FUSED_MLP_MAX_TOKENS", "64"))
+_KERNEL_DTYPES = (torch.bfloat16, torch.float16)
 
 
 @functools.cache
-def _load_kernel(device: str) -> KernelFn | None:
-    """``fused_swiglu_mlp`` if importable and available on ``device``, else None (logged)."""
+def _device_name(device: torch.device) -> str:
+    return torch.cuda.get_device_name(device)
+
+
+def _switched_off() -> bool:
+    return os.environ.get("SGLANG_EXT_FUSED_MLP", "1").strip().lower() in (
+        "0",
+        "false",
+        "off",
+        "no",
+    )
+
+
+def default_impl(m: int, hidden: int, inter: int, dtype: torch.dtype, device: torch.device) -> str:
+    """What :func:`swiglu_mlp` runs by default for ``m`` tokens of shard (hidden, inter)."""
+    if device.type != "cuda" or m == 0 or dtype not in _KERNEL_DTYPES or _switched_off():
+        return "cublas"
+    from sglang_ext.kernels import cuda_onelaunch
+    from sglang_ext.kernels.fused_mlp_dispatch import choose_impl
+
+    impl = choose_impl(m, hidden, inter, _device_name(device))
+    if impl == "cuda_onelaunch" and not cuda_onelaunch.supports(m, hidden, inter, dtype):
+        return "cublas"
+    return impl
+
+
+@functools.cache
+def _load_kernel(impl: str, device: str) -> KernelFn | None:
+    """The kernel function of ``impl`` if it imports and is usable on ``device``, else None."""
+    dev = torch.device(device)
     try:
-        from sglang_ext.kernels import fused_mlp
+        if impl == "triton_v2":
+            from sglang_ext.kernels import fused_mlp as mod
+
+            fn = mod.fused_swiglu_mlp
+        elif impl == "cuda_onelaunch":
+            from sglang_ext.kernels import cuda_onelaunch as mod
+
+            fn = mod.fused_swiglu_mlp_cuda
+        else:
+            raise ValueError(f"impl={impl!r}: use one of {IMPLS}")
     except ImportError as exc:
-        logger.debug("sglang_ext.kernels.fused_mlp unavailable (%s); using torch MLP", exc)
+        logger.warning("%s unavailable (%s); using the torch MLP", impl, exc)
         return None
-    is_available = getattr(fused_mlp, "is_available", None)
-    if is_available is not None and not is_available(torch.device(device)):
-        logger.debug("fused_mlp.is_available(%s) is False; using torch MLP", device)
+    if not mod.is_available(dev):
+        logger.warning("%s is not usable on %s; using the torch MLP", impl, device)
         return None
-    return fused_mlp.fused_swiglu_mlp
+    return fn
+
+
+def _torch_mlp(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    gate_up = F.linear(x, w13)  # [M, 2*I]
+    gate, up = gate_up.split(w2.shape[1], dim=-1)
+    return F.linear(F.silu(gate) * up, w2)  # [M, H]
+
+
+def swiglu_mlp(
+    x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, *, use_kernel: bool | str | None = None
+) -> torch.Tensor:
+    """x: [M, H], w13: [2I, H], w2: [H, I] -> [M, H], the way SingleExpertMoE computes it.
+
+    ``use_kernel``: None = the measured default (:func:`default_impl`); False = torch;
+    True = the Triton kernel (any device ``fused_mlp.is_available`` accepts, CPU only under
+    ``TRITON_INTERPRET=1``); an impl name = that one.  Demanded kernels raise if unusable.
+    """
+    m, hidden = x.shape
+    if use_kernel is None:
+        impl = default_impl(m, hidden, w2.shape[1], x.dtype, x.device)
+    elif use_kernel is False or m == 0:
+        impl = "cublas"
+    elif use_kernel is True:
+        impl = "triton_v2"
+    elif use_kernel in IMPLS:
+        impl = use_kernel
+    else:
+        raise ValueError(f"use_kernel={use_kernel!r}: use None, True, False or one of {IMPLS}")
+    if impl == "cublas":
+        return _torch_mlp(x, w13, w2)
+    kernel = _load_kernel(impl, str(x.device))
+    if kernel is not None:
+        return kernel(x.contiguous(), w13, w2)
+    if use_kernel is not None:
+        raise RuntimeError(
+            f"use_kernel={use_kernel!r} but {impl} is not usable on {x.device} (missing, "
+            f"SGLANG_EXT_FUSED_MLP=0, no nvcc, or CPU without TRITON_INTERPRET=1): pass "
+            f"use_kernel=None to fall back to the torch MLP"
+        )
+    return _torch_mlp(x, w13, w2)
 
 
 class SingleExpertMoE(torch.nn.Module):
@@ -134,7 +215,7 @@ class SingleExpertMoE(torch.nn.Module):
         dp_routing: str = "random",
         seed: int = 0,
         reduce_results: bool = False,
-        use_kernel: bool | None = None,
+        use_kernel: bool | str | None = None,
     ) -> None:
         super().__init__()
         if hidden_size <= 0 or intermediate_size <= 0:
@@ -147,6 +228,8 @@ class SingleExpertMoE(torch.nn.Module):
             raise ValueError(
                 f"need 0 <= rank < world_size, got rank={rank} world_size={world_size}"
             )
+        if use_kernel not in (None, True, False, *IMPLS):
+            raise ValueError(f"use_kernel={use_kernel!r}: use None, True, False or one of {IMPLS}")
         if dp_routing not in DP_ROUTINGS:
             raise ValueError(f"dp_routing={dp_routing!r} is not one of {DP_ROUTINGS}")
         if mode == "tp" and intermediate_size % world_size != 0:
@@ -360,29 +443,7 @@ class SingleExpertMoE(torch.nn.Module):
 
     def _mlp(self, x: torch.Tensor) -> torch.Tensor:
         """x: [M, H] -> [M, H] through this rank's (shard of the) expert."""
-        # use_kernel None: the Triton kernel on CUDA when usable; True: the kernel on any device
-        # fused_mlp.is_available accepts (CPU only under TRITON_INTERPRET=1), else an error.
-        # use_kernel None on CUDA: the kernel only up to KERNEL_MAX_TOKENS rows, where it beat
-        # cuBLAS on the H100 (bench/NOTES-fused-mlp.md: 1.0-1.3x at M <= 64, 0.77-0.92x at
-        # M = 1024-4096); larger batches (prefill) go through cuBLAS.
-        small = x.shape[0] <= kernel_max_tokens()
-        if (
-            self.use_kernel is not False
-            and x.shape[0] > 0
-            and (self.use_kernel or (x.is_cuda and small))
-        ):
-            kernel = _load_kernel(str(x.device))
-            if kernel is not None:
-                return kernel(x.contiguous(), self.w13_weight, self.w2_weight)
-            if self.use_kernel:
-                raise RuntimeError(
-                    f"use_kernel=True but sglang_ext.kernels.fused_mlp is not usable on "
-                    f"{x.device} (missing, SGLANG_EXT_FUSED_MLP=0, or CPU without "
-                    f"TRITON_INTERPRET=1): pass use_kernel=None to fall back to the torch MLP"
-                )
-        gate_up = F.linear(x, self.w13_weight)  # [M, 2*I_local]
-        gate, up = gate_up.split(self.intermediate_size_per_partition, dim=-1)
-        return F.linear(F.silu(gate) * up, self.w2_weight)  # [M, H]
+        return swiglu_mlp(x, self.w13_weight, self.w2_weight, use_kernel=self.use_kernel)
 
     def extra_repr(self) -> str:
         routing = f", dp_routing={self.dp_routing}" if self.mode == "dp" else ""

@@ -1,4 +1,5 @@
-"""SingleExpertMoE on CUDA: the fused Triton kernel path and CUDA graph capture in dp mode.
+"""SingleExpertMoE on CUDA: the table default, torch, the Triton and the CUDA one-launch
+kernels, and CUDA graph capture in dp mode.
 
 Ranks are simulated in one process (no collectives: ``reduce_results=False``), so one GPU
 suffices. The reference is the float64 SwiGLU MLP (``fused_mlp_ref``) on the full weights.
@@ -54,19 +55,24 @@ def _setup(world_size, mode, dp_routing="round_robin", use_kernel=None):
     return layers, reference
 
 
-@pytest.mark.parametrize("use_kernel", [None, False], ids=["kernel", "torch"])
+PATHS = [None, False, "triton_v2", "cuda_onelaunch"]  # table default, torch, forced kernels
+CASES = [
+    (k, t) for k in PATHS for t in (1, 7, 32, 33, 1024) if not (k == "cuda_onelaunch" and t > 32)
+]
+
+
+@pytest.mark.parametrize("use_kernel,tokens", CASES, ids=lambda v: str(v))
 @pytest.mark.parametrize("mode,world_size", [("tp", 1), ("tp", 2), ("dp", 2)])
-@pytest.mark.parametrize("tokens", [1, 33, 1024])
 def test_cuda_paths_match_reference(use_kernel, mode, world_size, tokens):
-    if use_kernel is None:
-        assert sem._load_kernel("cuda:0") is not None, "fused_mlp kernel not usable on cuda:0"
+    if isinstance(use_kernel, str):
+        assert sem._load_kernel(use_kernel, "cuda:0") is not None, f"{use_kernel} not usable"
     layers, reference = _setup(world_size, mode, use_kernel=use_kernel)
     x = torch.randn(tokens, H, device="cuda", dtype=torch.bfloat16)
     total = sum(layer(x).float() for layer in layers)
     torch.testing.assert_close(total.double(), reference(x), atol=ATOL, rtol=RTOL)
 
 
-@pytest.mark.parametrize("use_kernel", [None, False], ids=["kernel", "torch"])
+@pytest.mark.parametrize("use_kernel", PATHS, ids=str)
 @pytest.mark.parametrize("dp_routing", ["random", "round_robin"])
 def test_dp_cuda_graph_capture_is_static_round_robin(dp_routing, use_kernel):
     world_size, tokens = 2, 9
