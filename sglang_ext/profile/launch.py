@@ -1,0 +1,223 @@
+"""``python -m sglang_ext.profile``: profile the served model's steps on every rank.
+
+Takes sglang's server flags (``--model-path``, ``--load-format dummy``, ``--tp-size``,
+``--dp-size --enable-dp-attention``, ``--single-expert-mode {tp,dp}``, ...) and the flags of
+:class:`~sglang_ext.profile.config.ProfileArgs`. The command line is planned like
+``launch_server``'s (CPU flags, the embedded default model, the sgl_kernel stand-in on a
+CUDA machine without sgl-kernel), the patched sglang is activated, and one process per
+rank runs :func:`~sglang_ext.profile.rank.rank_main` under one deadline. The parent merges
+the ranks' summaries into one record (appended to ``--output-file``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from sglang_ext.perf.cli import add_dataclass_args, dataclass_from_args
+
+from .config import ProfileArgs
+
+__all__ = ["main", "plan", "run_profile", "build_record"]
+
+logger = logging.getLogger(__name__)
+
+
+def plan(argv: list[str]) -> tuple[ProfileArgs, Any, str | None, list[str]]:
+    """(our args, sglang ServerArgs, single-expert mode, notes); activates the patched sglang."""
+    import torch
+
+    from sglang_ext import compat
+    from sglang_ext.models.tiny import default_model_path
+    from sglang_ext.patching import overlay
+    from sglang_ext.serving.args import flag_value, plan_launch
+
+    p = argparse.ArgumentParser(add_help=False)
+    add_dataclass_args(p, ProfileArgs)
+    ns, rest = p.parse_known_args(argv)
+    pargs = dataclass_from_args(ProfileArgs, ns)
+    cuda = torch.cuda.is_available()
+    standin = cuda and compat.need_standin()
+    lp = plan_launch(rest, cuda=cuda, sgl_kernel=not standin, default_model_path=default_model_path)
+    sg = lp.sglang_argv
+    if flag_value(sg, "--device") != "cpu" and flag_value(sg, "--disable-cuda-graph") is None:
+        sg = sg + ["--disable-cuda-graph"]  # per-layer labels need eager layers
+        lp.notes.append("--disable-cuda-graph added: per-layer labels need eager layers")
+    overlay.activate(overlay.ensure_patched_sglang())
+    if standin:
+        overlay.activate(Path(compat.standin_path()))
+    if lp.single_expert_mode:
+        os.environ["SINGLE_EXPERT_MODE"] = lp.single_expert_mode  # read in every rank
+    from sglang.srt.server_args import prepare_server_args
+
+    sa = prepare_server_args(sg)
+    if sa.dp_size > 1 and not sa.enable_dp_attention:
+        raise ValueError(
+            f"--dp-size {sa.dp_size} without --enable-dp-attention is {sa.dp_size} separate "
+            f"replicas: profile one (drop --dp-size) or add --enable-dp-attention"
+        )
+    if sa.pp_size != 1:
+        raise ValueError(f"--pp-size {sa.pp_size}: the profiler runs pipeline size 1 only")
+    return pargs, sa, lp.single_expert_mode, lp.notes
+
+
+def run_profile(pargs: ProfileArgs, server_args: Any) -> list[dict[str, Any]]:
+    """Run every rank; return their summaries (rank order), per-layer comm/idle merged."""
+    from sglang_ext.perf.dist_env import run_spawned
+
+    from .analysis import merge_comm
+    from .rank import rank_main
+
+    with tempfile.TemporaryDirectory(prefix="sglang_ext_profile_") as work:
+        run_spawned(
+            rank_main, server_args.tp_size, server_args, pargs, work, deadline_s=pargs.deadline_s
+        )
+        ranks = [
+            json.loads(Path(work, f"rank{r}.json").read_text()) for r in range(server_args.tp_size)
+        ]
+    merge_comm(ranks)
+    return ranks
+
+
+def _model_facts(server_args: Any) -> dict[str, Any]:
+    cfg = json.loads((Path(server_args.model_path) / "config.json").read_text())
+    return {k: cfg.get(k) for k in ("hidden_size", "num_hidden_layers", "vocab_size", "num_experts")}
+
+
+def build_record(
+    pargs: ProfileArgs, server_args: Any, mode: str | None, ranks: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """One record: rank 0's numbers as the headline, every rank's under ``metrics.ranks``."""
+    import torch
+
+    from sglang_ext.perf.records import make_record
+
+    from .analysis import bottlenecks, per_step_comm
+    from .analytic import expected_collectives
+
+    facts = _model_facts(server_args)
+    r0 = ranks[0]
+    n = len(r0["steps_us"])
+    base, prof = statistics.median(r0["step_s"]), statistics.median(r0["profiled_step_s"])
+    split = r0.get("per_layer_gpu") or r0.get("per_layer_cpu")
+    dtype_size = torch.empty(0, dtype=_dtype(server_args)).element_size()
+    analytic = expected_collectives(
+        hidden=facts["hidden_size"],
+        layers=facts["num_hidden_layers"],
+        vocab=facts["vocab_size"],
+        tp=server_args.tp_size,
+        batch=pargs.batch_size,
+        input_len=pargs.input_len,
+        phase=pargs.phase,
+        dtype_size=dtype_size,
+        dp_attention=server_args.enable_dp_attention,
+    )
+    per_rank = []
+    for rk in ranks:
+        s = rk.get("per_layer_gpu") or rk.get("per_layer_cpu")
+        comm = [c for c in rk["calls"] if c["step"] is not None]
+        comm_us = sum(c.get("transfer_us", c["dur_us"]) for c in comm) / n
+        wait_us = sum(c.get("wait_us", 0.0) for c in comm) / n
+        ta = rk["trace_analysis"]["breakdown"]
+        per_rank.append(
+            {
+                "rank": rk["rank"],
+                "step_us": rk["step_us"],
+                "per_layer_us": rk["per_layer_us"],
+                **{f"per_layer_{k}": v for k, v in s.items()},
+                "comm_us": comm_us,
+                "idle_us": wait_us,
+                # gloo collectives block the rank: all of it is exposed; on GPU the kernels tell
+                "exposed_comm_us": ta["exposed_comm_us"] / n if rk.get("per_layer_gpu")
+                else comm_us + wait_us,
+                "tokens_equal_unprofiled": rk["tokens"] == rk["profiled_tokens"],
+                "trace": rk["trace"],
+            }
+        )
+    metrics = {
+        "step_us": r0["step_us"],
+        "per_layer_us": r0["per_layer_us"],
+        **{f"per_layer_{k}": v for k, v in split.items()},
+        "ops_us": r0["ops_us"],
+        "outside_us": r0["outside_us"],
+        "comm": per_step_comm(r0["calls"], n),
+        "comm_analytic": analytic,
+        "step_wall_ms": base * 1e3,
+        "profiled_step_wall_ms": prof * 1e3,
+        "overhead_pct": (prof / base - 1) * 100,
+        "tokens_equal_unprofiled": all(p["tokens_equal_unprofiled"] for p in per_rank),
+        "tokens": r0["profiled_tokens"],
+        "bottlenecks": bottlenecks(r0),
+        "weight_bytes_rank0": r0["weight_bytes"],
+        "ranks": per_rank,
+    }
+    config = {
+        **asdict(pargs),
+        "model_path": server_args.model_path,
+        "load_format": server_args.load_format,
+        "dtype": str(_dtype(server_args)).removeprefix("torch."),
+        "device": server_args.device,
+        "attention_backend": server_args.attention_backend,
+        "tp_size": server_args.tp_size,
+        "dp_size": server_args.dp_size,
+        "enable_dp_attention": server_args.enable_dp_attention,
+        "single_expert_mode": mode,
+        **{f"model_{k}": v for k, v in facts.items()},
+    }
+    return make_record("profile_model", config, metrics)
+
+
+def _dtype(server_args: Any):
+    import torch
+
+    if server_args.dtype in ("auto", None):
+        cfg = json.loads((Path(server_args.model_path) / "config.json").read_text())
+        return getattr(torch, cfg.get("torch_dtype") or "bfloat16")
+    return {"half": torch.float16, "float": torch.float32}.get(
+        server_args.dtype, getattr(torch, server_args.dtype, None)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="[sglang-ext] %(message)s")
+    if "-h" in argv or "--help" in argv:
+        p = argparse.ArgumentParser(
+            prog="python -m sglang_ext.profile",
+            description=__doc__ + "\nAny other flag goes to sglang's ServerArgs.",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        add_dataclass_args(p, ProfileArgs)
+        p.print_help()
+        return 0
+    from sglang_ext.patching import source
+    from sglang_ext.perf.records import append_jsonl
+
+    try:
+        pargs, sa, mode, notes = plan(argv)
+    except (ValueError, source.PatchError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for note in notes:
+        logger.info(note)
+    ranks = run_profile(pargs, sa)
+    rec = build_record(pargs, sa, mode, ranks)
+    append_jsonl(pargs.output_file, rec)
+    m = rec["metrics"]
+    print(
+        f"step {m['step_us'] / 1e3:.2f} ms (profiled), unprofiled {m['step_wall_ms']:.2f} ms, "
+        f"overhead {m['overhead_pct']:.0f}%; per layer (us): "
+        + ", ".join(f"{v:.0f}" for v in m["per_layer_us"])
+        + f"; comm per step: "
+        + ", ".join(f"{k} x{v['count']} {v['bytes']} B" for k, v in m["comm"].items())
+        + f"; tokens equal: {m['tokens_equal_unprofiled']}; record -> {pargs.output_file}"
+    )
+    return 0

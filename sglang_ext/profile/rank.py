@@ -1,0 +1,162 @@
+"""One rank of a profile run: sglang's own ModelRunner, stepped like ``bench_one_batch``.
+
+Each rank loads the model with ``sglang.bench_one_batch.load_model`` (the patched sglang,
+activated by the parent before it spawned the ranks), builds the same random batch
+(``seed``; DP-attention rank r uses ``seed + r``), and runs it three ways: ``warmup`` untimed
+runs, one timed run without the profiler, one timed run under torch.profiler with the
+labels (:mod:`labels`) and the collective recorder (:mod:`comm`) installed. Step times are
+wall times with one device synchronize at the end of each step (none inside). The rank
+writes its Chrome trace ``{name}_rank{r}.json`` and a JSON summary for the parent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.profiler import ProfilerActivity, profile, record_function
+
+from .analysis import rank_summary
+from .comm import CommLog, record_collectives
+from .config import ProfileArgs
+from .labels import label_model
+
+__all__ = ["rank_main", "StepRunner"]
+
+logger = logging.getLogger(__name__)
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+class StepRunner:
+    """Prefill and decode steps of one synthetic batch on a loaded ModelRunner."""
+
+    def __init__(self, model_runner: Any, pargs: ProfileArgs, *, seed: int) -> None:
+        self.mr = model_runner
+        self.pargs = pargs
+        self.device = model_runner.device
+        vocab = model_runner.model_config.vocab_size
+        rng = np.random.default_rng(seed)
+        self.ids = rng.integers(0, vocab, (pargs.batch_size, pargs.input_len)).tolist()
+
+    def _reqs(self) -> list[Any]:
+        from sglang.srt.managers.schedule_batch import Req
+        from sglang.srt.sampling.sampling_params import SamplingParams
+
+        self.mr.req_to_token_pool.clear()
+        self.mr.token_to_kv_pool_allocator.clear()
+        sp = SamplingParams(temperature=0, max_new_tokens=self.pargs.steps + 1)
+        reqs = []
+        for i, ids in enumerate(self.ids):
+            req = Req(rid=i, origin_input_text="", origin_input_ids=list(ids), sampling_params=sp)
+            req.prefix_indices = []
+            req.fill_ids = req.origin_input_ids
+            req.extend_input_len = len(req.fill_ids)
+            req.logprob_start_len = len(req.origin_input_ids) - 1
+            reqs.append(req)
+        return reqs
+
+    def run(self, log: CommLog | None = None) -> tuple[list[list[int]], list[float]]:
+        """(greedy tokens of each measured step, wall seconds of each measured step)."""
+        from sglang.bench_one_batch import decode, extend
+
+        phase, tokens, times = self.pargs.phase, [], []
+
+        def step(i: int, fn):
+            if log is not None:
+                log.step = i
+            _sync(self.device)
+            t0 = time.perf_counter()
+            with record_function(f"step::{phase}"):
+                out = fn()
+                _sync(self.device)
+            times.append(time.perf_counter() - t0)
+            if log is not None:
+                log.step = None
+            return out
+
+        if phase == "prefill":
+            for i in range(self.pargs.steps):
+                reqs = self._reqs()
+                nxt, _, _ = step(i, lambda reqs=reqs: extend(reqs, self.mr))
+                tokens.append(nxt.tolist())
+        else:
+            nxt, _, batch = extend(self._reqs(), self.mr)
+            for i in range(self.pargs.steps):
+                nxt, _ = step(i, lambda nxt=nxt: decode(nxt, batch, self.mr))
+                tokens.append(nxt.tolist())
+        return tokens, times
+
+
+def _init_dist(device: str, rank: int, timeout_s: float) -> None:
+    """The default group on the parent's store (no port is picked); sglang then skips it."""
+    timeout = datetime.timedelta(seconds=timeout_s)
+    if device == "cuda":
+        torch.cuda.set_device(rank)
+        dist.init_process_group(
+            "nccl", timeout=timeout, device_id=torch.device("cuda", rank)
+        )
+    else:
+        dist.init_process_group("gloo", timeout=timeout)
+
+
+def rank_main(rank: int, server_args: Any, pargs: ProfileArgs, work_dir: str) -> None:
+    """Entry of rank ``rank`` (spawned by :func:`sglang_ext.perf.dist_env.run_spawned`)."""
+    from sglang.bench_one_batch import load_model
+
+    logging.basicConfig(level=logging.WARNING)
+    for k, v in (("NCCL_CUMEM_ENABLE", "0"), ("TORCH_NCCL_AVOID_RECORD_STREAMS", "1")):
+        os.environ.setdefault(k, v)
+    _init_dist(server_args.device, rank, min(300.0, pargs.deadline_s))
+    mr, _ = load_model(server_args, SimpleNamespace(nccl_port=0), rank)
+    attn_tp = server_args.tp_size // server_args.dp_size if server_args.enable_dp_attention else 0
+    dp_rank = rank // attn_tp if attn_tp else 0
+    runner = StepRunner(mr, pargs, seed=pargs.seed + dp_rank)
+    for _ in range(pargs.warmup):
+        runner.run()
+    base_tokens, base_s = runner.run()
+
+    acts = [ProfilerActivity.CPU]
+    if server_args.device == "cuda":
+        acts.append(ProfilerActivity.CUDA)
+    trace = Path(pargs.output_dir) / f"{pargs.name}_rank{rank}.json"
+    trace.parent.mkdir(parents=True, exist_ok=True)
+    with label_model(mr.model) as where:
+        log = CommLog(where)
+        with record_collectives(log), profile(activities=acts) as prof:
+            prof_tokens, prof_s = runner.run(log)
+    prof.export_chrome_trace(str(trace))
+    summary = rank_summary(
+        trace, n_layers=len(where.layer_names), phase=pargs.phase, gpu=server_args.device == "cuda"
+    )
+    weights = sum(p.numel() * p.element_size() for p in mr.model.parameters())
+    out = {
+        "rank": rank,
+        "dp_rank": dp_rank,
+        "trace": str(trace),
+        "layer_names": where.layer_names,
+        "tokens": base_tokens,
+        "profiled_tokens": prof_tokens,
+        "step_s": base_s,
+        "profiled_step_s": prof_s,
+        "calls": [dataclasses.asdict(c) for c in log.calls],
+        "weight_bytes": weights,
+        **summary,
+    }
+    Path(work_dir, f"rank{rank}.json").write_text(json.dumps(out))
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

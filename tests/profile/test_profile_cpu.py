@@ -1,0 +1,130 @@
+"""``python -m sglang_ext.profile`` on the CPU: gloo, TP 2, the embedded one-expert model.
+
+Two runs share this module (each about 30-60 s on 2 cores): single-expert ``tp`` at prefill
+and ``dp`` at decode. Checked against things the profiler does not compute itself: the
+collectives sglang's code must issue (derived below from the code, not from ours), greedy
+tokens of HF transformers on the same weights and prompt ids, and the step's own range.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from sglang_ext.models.tiny import default_model_path
+
+B, L, STEPS = 2, 24, 2
+DEADLINE_S = 240  # each run; well below pytest's timeout
+
+
+def _run(tmp, mode: str, phase: str) -> dict:
+    out = tmp / f"{mode}.jsonl"
+    cmd = [sys.executable, "-m", "sglang_ext.profile", "--tp-size", "2",
+           "--single-expert-mode", mode, "--phase", phase, "--batch-size", str(B),
+           "--input-len", str(L), "--steps", str(STEPS), "--warmup", "0", "--name", mode,
+           "--output-dir", str(tmp), "--output-file", str(out),
+           "--deadline-s", str(DEADLINE_S - 30)]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=DEADLINE_S)
+    assert p.returncode == 0, f"{' '.join(cmd)} failed:\n{p.stdout[-3000:]}\n{p.stderr[-5000:]}"
+    (rec,) = [json.loads(x) for x in out.read_text().splitlines()]
+    return rec
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("profile")
+    return tmp, {"tp": _run(tmp, "tp", "prefill"), "dp": _run(tmp, "dp", "decode")}
+
+
+def _config() -> dict:
+    return json.loads((default_model_path() / "config.json").read_text())
+
+
+def _hf_greedy(n_new: int) -> list[list[int]]:
+    """HF transformers' greedy tokens for the prompts the profiler builds (seed 0)."""
+    from transformers import AutoModelForCausalLM
+
+    cfg = _config()
+    ids = np.random.default_rng(0).integers(0, cfg["vocab_size"], (B, L))
+    model = AutoModelForCausalLM.from_pretrained(default_model_path(), torch_dtype=torch.float32)
+    with torch.no_grad():
+        out = model.generate(
+            torch.tensor(ids), max_new_tokens=n_new, do_sample=False, min_new_tokens=n_new
+        )
+    return out[:, L:].tolist()
+
+
+def test_collectives_match_the_code(runs):
+    # Derivation from sglang 0.4.7 + our series, TP 2, no DP attention, T tokens per step:
+    #  - VocabParallelEmbedding.forward (tp > 1): all_reduce of [T, H];
+    #  - each decoder layer: LayerCommunicator.prepare_mlp -> _gather_hidden_states
+    #    all_reduces the attention output (o_proj has reduce_results=False), [T, H]; then
+    #    Qwen3MoeSparseMoeBlock.forward_normal all_reduces the expert output, [T, H]
+    #    (dp mode: each rank's output holds only its tokens, zeros elsewhere: the same
+    #    all_reduce is the token exchange);
+    #  - LogitsProcessor._get_logits: all_gather of this rank's half of the logits of the
+    #    B sampled positions, [B, V_pad / 2] (ParallelLMHead pads V to a multiple of 64);
+    #  - no sampler all_reduce (no grammar, SYNC_TOKEN_IDS_ACROSS_TP unset).
+    # float32 everywhere: 4 bytes.
+    _, recs = runs
+    cfg = _config()
+    h, n_layers, v_pad = cfg["hidden_size"], cfg["num_hidden_layers"], -(-cfg["vocab_size"] // 64) * 64
+    for mode, tokens in (("tp", B * L), ("dp", B)):
+        comm = recs[mode]["metrics"]["comm"]
+        assert set(comm) == {"all_reduce", "all_gather"}, (mode, comm)
+        assert comm["all_reduce"]["count"] == 1 + 2 * n_layers, (mode, comm)
+        assert comm["all_reduce"]["bytes"] == (1 + 2 * n_layers) * tokens * h * 4, (mode, comm)
+        assert comm["all_gather"]["count"] == 1, (mode, comm)
+        assert comm["all_gather"]["bytes"] == B * v_pad // 2 * 4, (mode, comm)
+        assert comm["all_reduce"]["time_us"] > 0 and comm["all_reduce"]["algbw_gbps"] > 0
+
+
+def test_layers_and_labelled_parts_account_for_the_step(runs):
+    _, recs = runs
+    n_layers = _config()["num_hidden_layers"]
+    for mode, rec in recs.items():
+        m = rec["metrics"]
+        assert len(m["per_layer_us"]) == n_layers and min(m["per_layer_us"]) > 0, mode
+        out = m["outside_us"]
+        labelled = sum(m["per_layer_us"]) + out["embed"] + out["final_norm"] + out["logits"]
+        # the rest of the step (batch preparation, sampling) is small: within 10%
+        assert labelled == pytest.approx(m["step_us"], rel=0.10), (mode, m["outside_us"])
+        for rk in m["ranks"]:  # every layer: compute + comm + idle = its time, none negative
+            for i, t in enumerate(rk["per_layer_us"]):
+                parts = [rk[f"per_layer_{k}_us"][i] for k in ("compute", "comm", "idle")]
+                assert min(parts) >= 0 and sum(parts) == pytest.approx(t, rel=1e-6), (mode, i)
+        ops = m["ops_us"]
+        for op in ("qkv_proj", "rotary", "attention", "o_proj", "routing", "expert_mlp",
+                   "input_norm", "post_attn_norm", "qk_norm"):  # fmt: skip
+            assert len(ops[op]) == n_layers and min(ops[op]) > 0, (mode, op)
+        for i in range(n_layers):  # ops nest inside their layer
+            assert sum(ops[op][i] for op in ops) <= m["per_layer_us"][i] * 1.001, (mode, i)
+
+
+def test_tokens_equal_unprofiled_and_hf(runs):
+    _, recs = runs
+    hf_prefill = _hf_greedy(1 + STEPS)
+    m = recs["tp"]["metrics"]
+    assert m["tokens_equal_unprofiled"]
+    assert all(step == [row[0] for row in hf_prefill] for step in m["tokens"]), m["tokens"]
+    m = recs["dp"]["metrics"]
+    assert m["tokens_equal_unprofiled"]
+    # decode step i produces the (i + 2)-th new token (the prefill produced the first)
+    want = [[row[i + 1] for row in hf_prefill] for i in range(STEPS)]
+    assert m["tokens"] == want
+
+
+def test_one_chrome_trace_per_rank(runs):
+    tmp, recs = runs
+    for mode in recs:
+        for r in (0, 1):
+            ev = json.loads((tmp / f"{mode}_rank{r}.json").read_text())["traceEvents"]
+            names = {e.get("name") for e in ev}
+            assert {"layer::L0", "layer::L1", "comm::all_reduce"} <= names, (mode, r)
+        assert [rk["rank"] for rk in recs[mode]["metrics"]["ranks"]] == [0, 1]
+        assert isinstance(recs[mode]["metrics"]["overhead_pct"], float)
