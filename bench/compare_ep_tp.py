@@ -1,8 +1,11 @@
 """Launch each server configuration, run the same load, and write a comparison report.
 
   python bench/compare_ep_tp.py --server-args "--model-path /m --tp-size 2" \
-      --configs "dp:--single-expert-mode dp" "tp:--single-expert-mode tp" --qps 2 8 inf
-Writes bench/results/compare/{compare.jsonl, report.md, *.png, server_<label>.log}.
+      --configs "dp:--single-expert-mode dp" "tp:--single-expert-mode tp" --qps 2 8 inf --repeats 3
+Writes bench/results/compare/{compare.jsonl, report.md, *.png, server_<label>.log}: per
+(config, QPS, repeat) one serve record, per config one greedy record (the configs' greedy
+tokens on fixed prompts, which must agree), and a report with a verdict per metric.
+The whole study (this comparison among its steps): python -m sglang_ext.study quick
 """
 
 from __future__ import annotations
