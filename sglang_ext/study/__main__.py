@@ -48,15 +48,17 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[study] %(message)s", stream=sys.stdout)
+    # check: against quick's needs, or with --config against the file over comprehensive's
+    base = ("comprehensive" if a.config else "quick") if a.mode == "check" else a.mode
     try:
-        cfg = load_config(a.mode, a.config)
+        cfg = load_config(base, a.config)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if a.mode == "check":
         from .check import FAIL, format_checks, run_checks
 
-        items = run_checks(cfg, mode="quick" if a.config is None else "comprehensive")
+        items = run_checks(cfg, mode=base)
         print(format_checks(items))
         return 1 if any(i.verdict == FAIL for i in items) else 0
     from .runner import RunOptions, run_study

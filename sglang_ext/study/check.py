@@ -44,7 +44,11 @@ def needed_devices(cfg: StudyConfig) -> int:
     if "serving" in cfg.steps:
         for entry in cfg.serving.configs:
             tp = re.search(r"--tp-size[ =](\d+)", entry)
-            need.append(int(tp.group(1)) if tp else 1)
+            dp = re.search(r"--dp-size[ =](\d+)", entry)
+            n = int(tp.group(1)) if tp else 1
+            if dp and "--enable-dp-attention" not in entry:  # replicas, or the fork's EP launch
+                n *= int(dp.group(1))
+            need.append(n)
     if "sp_pp" in cfg.steps:
         need += list(cfg.sp_pp.nprocs)
     return max(need)
