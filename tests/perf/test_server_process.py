@@ -240,7 +240,7 @@ def test_listener_outside_the_servers_tree_is_not_the_server(tmp_path):
         expect_model="fake",
     )
     try:
-        with pytest.raises(ServerBindError, match=f"no process of the server .* listens on it"):
+        with pytest.raises(ServerBindError, match="no process of the server .* listens on it"):
             with srv:
                 pass
     finally:
