@@ -1,13 +1,16 @@
 """``python -m sglang_ext.patch {status,check,apply,revert} [--target PATH]``.
 
 Default target: the installed sglang package. Exit status 0 on success, 1 with a
-message on stderr when the operation is refused (nothing is changed then).
+message on stderr when the operation is refused (nothing is changed then), 130
+when interrupted (Ctrl-C or SIGTERM: a change under way is rolled back first).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import signal
 import sys
 
 from sglang_ext.patching import source
@@ -29,9 +32,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with contextlib.suppress(ValueError):  # ValueError: not the main thread
+        signal.signal(signal.SIGTERM, _interrupt)  # roll back as on Ctrl-C
     try:
         series = source.PatchSeries.load(args.patches)
         if args.command == "list":
@@ -48,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
     except source.PatchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(
+            f"interrupted: {args.command} stopped before it finished; a change under way "
+            f"was rolled back (`python -m sglang_ext.patch status` shows the tree's state)",
+            file=sys.stderr,
+        )
+        return 130
     print(f"{st.target}: sglang {st.version}: {st.state.value} ({st.detail})")
     return 0
 

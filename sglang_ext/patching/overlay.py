@@ -33,6 +33,8 @@ def ensure_patched_sglang(series: source.PatchSeries | None = None) -> Path | No
     st = source.status(installed, series)
     if st.state is source.TreeState.APPLIED:
         return None
+    if st.state is source.TreeState.INTERRUPTED:  # the detail says what to run
+        raise source.PatchError(f"the installed sglang at {installed} is interrupted: {st.detail}")
     if st.state is not source.TreeState.PRISTINE:
         raise source.PatchError(
             f"the installed sglang at {installed} is {st.state.value} ({st.detail}); "

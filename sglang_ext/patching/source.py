@@ -8,11 +8,19 @@ Guarantees:
 - a tree that is not sglang 0.4.7 is refused, naming the version found;
 - ``apply`` dry-runs the whole series first and changes nothing unless all of it
   applies: the patches are applied one by one (``git apply``) to a staging copy of
-  the files they touch, and only a complete result is moved into the tree;
+  the files they touch (a temporary folder, always removed; those of killed runs
+  are removed by the next run);
+- the result is moved into the tree through a journal (:mod:`.journal`): every
+  file is backed up and the end state recorded before the first write, so a run
+  killed half-way (SIGKILL, Ctrl-C, a crash) never leaves a half-patched tree
+  behind. The rule is *roll back*: Ctrl-C rolls back at once; after a SIGKILL,
+  ``status`` reports ``interrupted`` and says what to run, and the next ``apply``
+  or ``revert`` first restores the tree as it was before the interrupted run,
+  then does what it was asked (so ``apply`` ends patched, ``revert`` pristine);
 - a stamp file records the series applied (names and sha256), so applying twice
   is a no-op that says so;
 - ``revert`` runs ``git apply -R`` over the reversed series, restoring the files
-  byte for byte, then removes the stamp.
+  byte for byte, and removes the stamp (in the same journaled change).
 """
 
 from __future__ import annotations
@@ -27,15 +35,16 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from sglang_ext import SGLANG_VERSION, __version__
+from sglang_ext.patching import journal, staging
 
 __all__ = [
     "PatchError",
     "PatchSeries",
+    "Status",
     "TreeState",
     "STAMP_NAME",
     "apply",
@@ -49,6 +58,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 STAMP_NAME = ".sglang_ext_patches.json"
+PACKAGED_PATCHES = "_patches"  # the series inside a built sglang_ext (see setup.py)
 
 
 class PatchError(RuntimeError):
@@ -59,7 +69,8 @@ class TreeState(str, enum.Enum):
     PRISTINE = "pristine"  # the whole series applies cleanly, no stamp
     APPLIED = "applied"  # stamped with this series and the series reverses cleanly
     STALE = "stale"  # stamped with another version of the series
-    MODIFIED = "modified"  # neither applies nor reverses: edited by hand or half-patched
+    MODIFIED = "modified"  # neither applies nor reverses: edited by hand
+    INTERRUPTED = "interrupted"  # an apply or revert was killed half-way (journal left)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +82,20 @@ class PatchSeries:
 
     @classmethod
     def load(cls, directory: str | Path | None = None) -> PatchSeries:
+        given = directory or os.environ.get("SGLANG_EXT_PATCHES")
         directory = Path(directory) if directory else default_patches_dir()
         series = directory / "series"
         if not series.is_file():
+            if given:
+                raise PatchError(
+                    f"no patch series at {series}: the patch folder given (argument or "
+                    f"SGLANG_EXT_PATCHES) must hold `series` and the patches it names"
+                )
             raise PatchError(
-                f"no patch series at {series}: pass --patches DIR pointing at sglang-ext's "
-                f"patches/ folder (or set SGLANG_EXT_PATCHES)"
+                f"no patch series at {series}: this sglang-ext install lacks the patch "
+                f"series it ships with; reinstall it (pip install sglang-ext from a "
+                f"checkout, or pip install -e . in one), or set SGLANG_EXT_PATCHES to a "
+                f"folder holding `series`"
             )
         names = []
         for line in series.read_text().splitlines():
@@ -115,10 +134,17 @@ class PatchSeries:
 
 
 def default_patches_dir() -> Path:
+    """``$SGLANG_EXT_PATCHES``; else, in a source checkout (editable install), the
+    repository's ``patches/``; else the copy built into the package
+    (``sglang_ext/_patches``, a wheel or ``pip install git+...``)."""
     env = os.environ.get("SGLANG_EXT_PATCHES")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / "patches"
+    package = Path(__file__).resolve().parents[1]
+    checkout = package.parent
+    if (checkout / "pyproject.toml").is_file() and (checkout / "patches" / "series").is_file():
+        return checkout / "patches"
+    return package / PACKAGED_PATCHES
 
 
 def find_installed_sglang() -> Path:
@@ -165,10 +191,9 @@ def _touched(patch: Path) -> list[str]:
     return re.findall(r"^\+\+\+ b/(\S+)", patch.read_text(), re.M)
 
 
-def _git_apply(target: Path, patches: list[Path], *, reverse: bool, check_only: bool):
-    """Apply ``patches`` in order (``git apply``, one call per patch) to a staging copy
-    of the files they touch; unless ``check_only``, then move the results into
-    ``target``. All or nothing: if any patch fails, ``target`` is untouched.
+def _git_apply(stage: Path, patches: list[Path], *, reverse: bool):
+    """Apply ``patches`` in order (``git apply``, one call per patch) inside
+    ``stage``; stop at the first that fails (its stderr names it).
 
     (One ``git apply`` over several patches that touch the same file does not chain
     them reliably, so each patch is applied on top of the previous one's result.)
@@ -176,34 +201,59 @@ def _git_apply(target: Path, patches: list[Path], *, reverse: bool, check_only: 
     git = shutil.which("git")
     if git is None:
         raise PatchError("`git` is not on PATH; it is needed to apply patches (apt install git)")
+    # keep git from treating an enclosing repository as ours
+    env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(stage.parent))
+    done = subprocess.CompletedProcess(args=[], returncode=0, stdout="", stderr="")
+    for patch in patches:
+        cmd = [git, "apply", "--whitespace=nowarn"] + (["-R"] if reverse else [])
+        done = subprocess.run(
+            cmd + [str(patch)], cwd=stage, env=env, capture_output=True, text=True, timeout=120
+        )
+        if done.returncode != 0:
+            done.stderr = f"{patch.name}: {done.stderr.strip()}"
+            return done
+    return done
+
+
+def _copy_files(target: Path, stage: Path, files: list[str]) -> None:
+    stage.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        if (target / f).is_file():
+            (stage / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(target / f, stage / f)
+
+
+def _dry_run(target: Path, patches: list[Path], *, reverse: bool):
+    """Whether ``patches`` apply (or reverse) on ``target``; the tree is not touched."""
     files = sorted({f for p in patches for f in _touched(p)})
-    with tempfile.TemporaryDirectory(prefix="sglang_ext_stage_") as tmp:
-        stage = Path(tmp) / "sglang"
-        for f in files:
-            if (target / f).is_file():
-                (stage / f).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(target / f, stage / f)
-        stage.mkdir(exist_ok=True)
-        # keep git from treating an enclosing repository as ours
-        env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(stage.parent))
-        done = subprocess.CompletedProcess(args=[], returncode=0, stdout="", stderr="")
-        for patch in patches:
-            cmd = [git, "apply", "--whitespace=nowarn"] + (["-R"] if reverse else [])
-            done = subprocess.run(
-                cmd + [str(patch)], cwd=stage, env=env, capture_output=True, text=True
-            )
-            if done.returncode != 0:
-                done.stderr = f"{patch.name}: {done.stderr.strip()}"
-                return done
-        if not check_only:
-            for f in files:
-                src, dst = stage / f, target / f
-                if src.is_file():
-                    part = dst.with_name(f".{dst.name}.sglang_ext_tmp")
-                    shutil.copy2(src, part)
-                    os.replace(part, dst)
-                elif dst.is_file():  # the patch deleted it
-                    dst.unlink()
+    with staging.stage_dir() as tmp:
+        _copy_files(target, tmp / "sglang", files)
+        return _git_apply(tmp / "sglang", patches, reverse=reverse)
+
+
+def _change(
+    target: Path, patches: list[Path], *, reverse: bool, stamp: dict | None, op: str
+) -> subprocess.CompletedProcess:
+    """Apply (or reverse) ``patches`` to ``target`` and write (or remove) the stamp,
+    all or nothing: staged first, then moved in through the journal."""
+    steps = journal.Steps()
+    files = sorted({f for p in patches for f in _touched(p)})
+    with staging.stage_dir() as tmp:
+        stage = tmp / "sglang"
+        _copy_files(target, stage, files + [STAMP_NAME])
+        done = _git_apply(stage, patches, reverse=reverse)
+        if done.returncode != 0:  # staged: nothing was written
+            return done
+        if stamp is None:
+            (stage / STAMP_NAME).unlink(missing_ok=True)
+        else:
+            (stage / STAMP_NAME).write_text(json.dumps(stamp, indent=2) + "\n")
+        steps.done("staged")
+        changes = [
+            journal.Change(path=f, new=stage / f if (stage / f).is_file() else None)
+            for f in files + [STAMP_NAME]  # the stamp last: it says the change is whole
+        ]
+        journal.commit(target, changes, op=op, steps=steps)
         return done
 
 
@@ -225,16 +275,36 @@ class Status:
     detail: str
 
 
-def status(target: str | Path | None = None, series: PatchSeries | None = None) -> Status:
-    """Whether the series is applied to ``target``, and how that was decided."""
-    path = _resolve(target)
-    series = series or PatchSeries.load()
+def _interrupted(path: Path, jr: journal.Journal) -> Status:
+    cmd = f"python -m sglang_ext.patch {{}} --target {path}"
+    before = "patched" if jr.op == "revert" else "pristine"
+    detail = (
+        f"an `{jr.op}` started {jr.started_at} (pid {jr.pid}) was killed after writing "
+        f"{jr.written(path)} of {len(jr.entries)} files; every file is backed up. "
+        f"Run `{cmd.format('apply')}` to roll it back and end patched, or "
+        f"`{cmd.format('revert')}` to roll it back and end pristine (the tree was "
+        f"{before} before it)"
+    )
+    return Status(target=path, version=SGLANG_VERSION, state=TreeState.INTERRUPTED, detail=detail)
+
+
+def _status(path: Path, series: PatchSeries) -> Status:
+    """:func:`status` for a resolved tree whose lock the caller holds."""
+    try:
+        jr = journal.read_journal(path)
+    except journal.JournalError as e:
+        raise PatchError(str(e)) from e
+    if jr is not None:
+        return _interrupted(path, jr)
     stamp = _read_stamp(path)
-    forward = _git_apply(path, series.paths, reverse=False, check_only=True)
-    backward = _git_apply(path, series.paths[::-1], reverse=True, check_only=True)
+    forward = _dry_run(path, series.paths, reverse=False)
+    if stamp is None and forward.returncode == 0:  # the common case: one dry run
+        backward = None
+    else:
+        backward = _dry_run(path, series.paths[::-1], reverse=True)
     if stamp is not None and stamp.get("series_sha256") != series.digest():
         state, detail = TreeState.STALE, "patched with another version of the series"
-    elif backward.returncode == 0 and forward.returncode != 0:
+    elif backward is not None and backward.returncode == 0 and forward.returncode != 0:
         state = TreeState.APPLIED
         detail = f"{len(series.names)} patches applied" + ("" if stamp else " (no stamp)")
     elif forward.returncode == 0 and stamp is None:
@@ -244,64 +314,128 @@ def status(target: str | Path | None = None, series: PatchSeries | None = None) 
         detail = "the tree matches neither the pristine nor the patched files:\n" + (
             forward.stderr.strip()
         )
+    left = journal.leftover(path)
+    if left is not None:
+        detail += f" ({left} was left by a run killed before it wrote; the next apply or revert removes it)"
     return Status(target=path, version=SGLANG_VERSION, state=state, detail=detail)
+
+
+class _Lock:
+    """The tree lock, with its timeout reported as a PatchError."""
+
+    def __init__(self, path: Path):
+        self._cm = journal.locked(path)
+
+    def __enter__(self):
+        try:
+            return self._cm.__enter__()
+        except journal.JournalError as e:
+            raise PatchError(str(e)) from e
+
+    def __exit__(self, *exc):
+        return self._cm.__exit__(*exc)
+
+
+def _recover(path: Path) -> str:
+    """Roll back an interrupted run and drop leftovers; a note for the user ('' if none)."""
+    staging.remove_stale_stages()
+    try:
+        jr = journal.rollback(path)
+        journal.discard_leftover(path)
+    except journal.JournalError as e:
+        raise PatchError(str(e)) from e
+    if jr is not None:
+        return f"rolled back the interrupted {jr.op} of {jr.started_at}; "
+    return ""
+
+
+def status(target: str | Path | None = None, series: PatchSeries | None = None) -> Status:
+    """Whether the series is applied to ``target``, and how that was decided.
+
+    Changes nothing in the tree; an interrupted run is reported as
+    ``interrupted``, with the command that recovers it."""
+    path = _resolve(target)
+    series = series or PatchSeries.load()
+    staging.remove_stale_stages()
+    with _Lock(path):
+        return _status(path, series)
 
 
 def check(target: str | Path | None = None, series: PatchSeries | None = None) -> Status:
     """Dry run: raise PatchError unless the whole series applies (or is applied)."""
     st = status(target, series)
-    if st.state in (TreeState.MODIFIED, TreeState.STALE):
+    if st.state in (TreeState.MODIFIED, TreeState.STALE, TreeState.INTERRUPTED):
         raise PatchError(f"{st.target}: {st.state.value}: {st.detail}")
     return st
 
 
-def apply(target: str | Path | None = None, series: PatchSeries | None = None) -> Status:
-    """Apply the whole series or nothing; a no-op (logged) if it is already applied."""
-    series = series or PatchSeries.load()
-    st = status(target, series)
-    if st.state is TreeState.APPLIED:
-        logger.info("%s: already patched (%s); nothing to do", st.target, st.detail)
+def _with_note(st: Status, note: str) -> Status:
+    if not note:
         return st
-    if st.state is TreeState.STALE:
-        raise PatchError(
-            f"{st.target} carries another version of the series: run `python -m "
-            f"sglang_ext.patch revert` with the sglang-ext that applied it, or reinstall "
-            f"sglang=={SGLANG_VERSION}"
-        )
-    if st.state is TreeState.MODIFIED:
-        raise PatchError(
-            f"{st.target}: the series does not apply, nothing was changed. "
-            f"Reinstall a pristine sglang=={SGLANG_VERSION}.\n{st.detail}"
-        )
-    done = _git_apply(st.target, series.paths, reverse=False, check_only=False)
-    if done.returncode != 0:  # staged: nothing was written
-        raise PatchError(f"git apply failed, nothing was changed:\n{done.stderr}")
-    stamp = {
-        "sglang_ext": __version__,
-        "sglang": SGLANG_VERSION,
-        "series_sha256": series.digest(),
-        "patches": series.digests(),
-        "applied_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
-    (st.target / STAMP_NAME).write_text(json.dumps(stamp, indent=2) + "\n")
-    logger.info("%s: applied %d patches", st.target, len(series.names))
-    return status(st.target, series)
+    return Status(target=st.target, version=st.version, state=st.state, detail=note + st.detail)
+
+
+def apply(target: str | Path | None = None, series: PatchSeries | None = None) -> Status:
+    """Apply the whole series or nothing; a no-op (logged) if it is already applied.
+    An interrupted earlier run is rolled back first."""
+    series = series or PatchSeries.load()
+    path = _resolve(target)
+    with _Lock(path):
+        note = _recover(path)
+        st = _status(path, series)
+        if st.state is TreeState.APPLIED:
+            logger.info("%s: already patched (%s); nothing to do", st.target, st.detail)
+            return _with_note(st, note)
+        if st.state is TreeState.STALE:
+            raise PatchError(
+                f"{st.target} carries another version of the series: run `python -m "
+                f"sglang_ext.patch revert` with the sglang-ext that applied it, or reinstall "
+                f"sglang=={SGLANG_VERSION}"
+            )
+        if st.state is TreeState.MODIFIED:
+            raise PatchError(
+                f"{st.target}: the series does not apply, nothing was changed. "
+                f"Reinstall a pristine sglang=={SGLANG_VERSION}.\n{st.detail}"
+            )
+        stamp = {
+            "sglang_ext": __version__,
+            "sglang": SGLANG_VERSION,
+            "series_sha256": series.digest(),
+            "patches": series.digests(),
+            "applied_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        }
+        done = _change(path, series.paths, reverse=False, stamp=stamp, op="apply")
+        if done.returncode != 0:  # staged: nothing was written
+            raise PatchError(f"git apply failed, nothing was changed:\n{done.stderr}")
+        logger.info("%s: applied %d patches", path, len(series.names))
+        # the whole series was staged on a pristine tree and moved in: applied
+        detail = f"{len(series.names)} patches applied"
+        return _with_note(Status(path, SGLANG_VERSION, TreeState.APPLIED, detail), note)
 
 
 def revert(target: str | Path | None = None, series: PatchSeries | None = None) -> Status:
-    """Reverse the series (last patch first), restoring the files byte for byte."""
+    """Reverse the series (last patch first), restoring the files byte for byte.
+    An interrupted earlier run is rolled back first; if that leaves the tree
+    pristine, there is nothing more to do."""
     series = series or PatchSeries.load()
-    st = status(target, series)
-    if st.state is TreeState.PRISTINE:
-        raise PatchError(f"{st.target} is not patched by sglang-ext: nothing to revert")
-    if st.state is not TreeState.APPLIED:
-        raise PatchError(
-            f"{st.target}: cannot revert, the tree is {st.state.value} ({st.detail}); "
-            f"nothing was changed. Reinstall sglang=={SGLANG_VERSION} to start clean."
-        )
-    done = _git_apply(st.target, series.paths[::-1], reverse=True, check_only=False)
-    if done.returncode != 0:
-        raise PatchError(f"git apply -R failed, nothing was changed:\n{done.stderr}")
-    (st.target / STAMP_NAME).unlink(missing_ok=True)
-    logger.info("%s: reverted %d patches", st.target, len(series.names))
-    return status(st.target, series)
+    path = _resolve(target)
+    with _Lock(path):
+        note = _recover(path)
+        st = _status(path, series)
+        if st.state is TreeState.PRISTINE:
+            if note:
+                logger.info("%s: %sthe tree is pristine", path, note)
+                return _with_note(st, note)
+            raise PatchError(f"{st.target} is not patched by sglang-ext: nothing to revert")
+        if st.state is not TreeState.APPLIED:
+            raise PatchError(
+                f"{st.target}: cannot revert, the tree is {st.state.value} ({st.detail}); "
+                f"nothing was changed. Reinstall sglang=={SGLANG_VERSION} to start clean."
+            )
+        done = _change(path, series.paths[::-1], reverse=True, stamp=None, op="revert")
+        if done.returncode != 0:
+            raise PatchError(f"git apply -R failed, nothing was changed:\n{done.stderr}")
+        logger.info("%s: reverted %d patches", path, len(series.names))
+        # the whole series was reversed (staged) on an applied tree and moved in
+        detail = "no patch applied; the series applies cleanly"
+        return _with_note(Status(path, SGLANG_VERSION, TreeState.PRISTINE, detail), note)
