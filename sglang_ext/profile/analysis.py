@@ -48,9 +48,7 @@ def _union_len(iv: list[tuple[float, float]]) -> float:
     return tot
 
 
-def rank_summary(
-    trace: str | Path, *, n_layers: int, phase: str, gpu: bool
-) -> dict[str, Any]:
+def rank_summary(trace: str | Path, *, n_layers: int, phase: str, gpu: bool) -> dict[str, Any]:
     """Per-step means of steps, layers, ops and outside parts in one rank's trace."""
     events = [e for e in load_events(trace) if e.get("ph") == "X" and "dur" in e]
     cat = "gpu_user_annotation" if gpu else "user_annotation"
@@ -95,8 +93,11 @@ def _gpu_layers(
 ) -> dict[str, list[float]]:
     """Per layer (mean per step): NCCL kernel time, other kernel time, idle, on the GPU."""
     kernels = sorted(
-        ((e["ts"], e["ts"] + e["dur"], bool(comm_kind(e["name"])))
-         for e in events if e.get("cat") == "kernel"),
+        (
+            (e["ts"], e["ts"] + e["dur"], bool(comm_kind(e["name"])))
+            for e in events
+            if e.get("cat") == "kernel"
+        ),
     )
     res = {k: [0.0] * n_layers for k in ("compute_us", "comm_us", "idle_us")}
     for i, a, b in layer_iv:
@@ -138,7 +139,9 @@ def merge_comm(ranks: list[dict[str, Any]]) -> None:
         if "per_layer_gpu" in rk:
             continue
         rk["per_layer_cpu"] = {
-            "compute_us": [t - c - w for t, c, w in zip(rk["per_layer_us"], comm, idle)],
+            "compute_us": [
+                t - c - w for t, c, w in zip(rk["per_layer_us"], comm, idle, strict=True)
+            ],
             "comm_us": comm,
             "idle_us": idle,
         }

@@ -14,9 +14,7 @@ PHASES = ("prefill", "decode")
 class ProfileArgs:
     """What to run under the profiler, and where its outputs go."""
 
-    phase: str = field(
-        default="decode", metadata={"help": "step to profile", "choices": PHASES}
-    )
+    phase: str = field(default="decode", metadata={"help": "step to profile", "choices": PHASES})
     """prefill: each step is a fresh prefill of the batch; decode: one prefill, then steps."""
     batch_size: int = field(default=4, metadata={"help": "requests per batch (per DP rank)"})
     """Requests in the batch (each DP-attention rank runs its own batch of this size)."""

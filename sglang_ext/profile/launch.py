@@ -18,7 +18,7 @@ import os
 import statistics
 import sys
 import tempfile
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,13 +26,28 @@ from sglang_ext.perf.cli import add_dataclass_args, dataclass_from_args
 
 from .config import ProfileArgs
 
-__all__ = ["main", "plan", "run_profile", "build_record"]
+__all__ = ["Layout", "main", "plan", "run_profile", "build_record"]
 
 logger = logging.getLogger(__name__)
 
 
-def plan(argv: list[str]) -> tuple[ProfileArgs, Any, str | None, list[str]]:
-    """(our args, sglang ServerArgs, single-expert mode, notes); activates the patched sglang."""
+@dataclass(kw_only=True, slots=True)
+class Layout:
+    """The parallel layout read from the planned sglang command line (sglang's defaults)."""
+
+    tp_size: int
+    """Ranks (``--tp-size``)."""
+    dp_size: int
+    """``--dp-size``."""
+    enable_dp_attention: bool
+    """``--enable-dp-attention``."""
+    model_path: str
+    """``--model-path``."""
+
+
+def plan(argv: list[str]) -> tuple[ProfileArgs, list[str], Layout, str | None, list[str]]:
+    """(our args, sglang argv, layout, single-expert mode, notes); activates the patched
+    sglang for the ranks (the parent itself never imports sglang: that is seconds saved)."""
     import torch
 
     from sglang_ext import compat
@@ -51,25 +66,43 @@ def plan(argv: list[str]) -> tuple[ProfileArgs, Any, str | None, list[str]]:
     if flag_value(sg, "--device") != "cpu" and flag_value(sg, "--disable-cuda-graph") is None:
         sg = sg + ["--disable-cuda-graph"]  # per-layer labels need eager layers
         lp.notes.append("--disable-cuda-graph added: per-layer labels need eager layers")
+
+    def num(flag: str) -> int:
+        v = flag_value(sg, flag)
+        if v in (None, ""):
+            return 1
+        if not v.isdigit() or int(v) < 1:
+            raise ValueError(f"{flag} {v!r}: give a positive integer")
+        return int(v)
+
+    layout = Layout(
+        tp_size=num("--tp-size"),
+        dp_size=num("--dp-size"),
+        enable_dp_attention=flag_value(sg, "--enable-dp-attention") is not None,
+        model_path=flag_value(sg, "--model-path"),
+    )
+    if layout.dp_size > 1 and not layout.enable_dp_attention:
+        raise ValueError(
+            f"--dp-size {layout.dp_size} without --enable-dp-attention is {layout.dp_size} "
+            f"separate replicas: profile one (drop --dp-size) or add --enable-dp-attention"
+        )
+    if num("--pp-size") != 1:
+        raise ValueError("--pp-size: the profiler runs pipeline size 1 only")
+    if not (Path(layout.model_path) / "config.json").is_file():
+        raise ValueError(
+            f"--model-path {layout.model_path}: no config.json there; give a local model "
+            f'folder (e.g. a preset: python -c "from sglang_ext.presets import materialize; '
+            f"materialize('qwen3-30b-a3b-1e', '/tmp/m30')\")"
+        )
     overlay.activate(overlay.ensure_patched_sglang())
     if standin:
         overlay.activate(Path(compat.standin_path()))
     if lp.single_expert_mode:
         os.environ["SINGLE_EXPERT_MODE"] = lp.single_expert_mode  # read in every rank
-    from sglang.srt.server_args import prepare_server_args
-
-    sa = prepare_server_args(sg)
-    if sa.dp_size > 1 and not sa.enable_dp_attention:
-        raise ValueError(
-            f"--dp-size {sa.dp_size} without --enable-dp-attention is {sa.dp_size} separate "
-            f"replicas: profile one (drop --dp-size) or add --enable-dp-attention"
-        )
-    if sa.pp_size != 1:
-        raise ValueError(f"--pp-size {sa.pp_size}: the profiler runs pipeline size 1 only")
-    return pargs, sa, lp.single_expert_mode, lp.notes
+    return pargs, sg, layout, lp.single_expert_mode, lp.notes
 
 
-def run_profile(pargs: ProfileArgs, server_args: Any) -> list[dict[str, Any]]:
+def run_profile(pargs: ProfileArgs, sglang_argv: list[str], layout: Layout) -> list[dict[str, Any]]:
     """Run every rank; return their summaries (rank order), per-layer comm/idle merged."""
     from sglang_ext.perf.dist_env import run_spawned
 
@@ -78,47 +111,45 @@ def run_profile(pargs: ProfileArgs, server_args: Any) -> list[dict[str, Any]]:
 
     with tempfile.TemporaryDirectory(prefix="sglang_ext_profile_") as work:
         run_spawned(
-            rank_main, server_args.tp_size, server_args, pargs, work, deadline_s=pargs.deadline_s
+            rank_main, layout.tp_size, sglang_argv, pargs, work, deadline_s=pargs.deadline_s
         )
-        ranks = [
-            json.loads(Path(work, f"rank{r}.json").read_text()) for r in range(server_args.tp_size)
-        ]
+        ranks = [json.loads(Path(work, f"rank{r}.json").read_text()) for r in range(layout.tp_size)]
     merge_comm(ranks)
     return ranks
 
 
-def _model_facts(server_args: Any) -> dict[str, Any]:
-    cfg = json.loads((Path(server_args.model_path) / "config.json").read_text())
-    return {k: cfg.get(k) for k in ("hidden_size", "num_hidden_layers", "vocab_size", "num_experts")}
+def _model_facts(model_path: str) -> dict[str, Any]:
+    cfg = json.loads((Path(model_path) / "config.json").read_text())
+    return {
+        k: cfg.get(k) for k in ("hidden_size", "num_hidden_layers", "vocab_size", "num_experts")
+    }
 
 
 def build_record(
-    pargs: ProfileArgs, server_args: Any, mode: str | None, ranks: list[dict[str, Any]]
+    pargs: ProfileArgs, mode: str | None, ranks: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """One record: rank 0's numbers as the headline, every rank's under ``metrics.ranks``."""
-    import torch
-
     from sglang_ext.perf.records import make_record
 
     from .analysis import bottlenecks, per_step_comm
     from .analytic import expected_collectives
 
-    facts = _model_facts(server_args)
     r0 = ranks[0]
+    srv = r0["server"]
+    facts = _model_facts(srv["model_path"])
     n = len(r0["steps_us"])
     base, prof = statistics.median(r0["step_s"]), statistics.median(r0["profiled_step_s"])
     split = r0.get("per_layer_gpu") or r0.get("per_layer_cpu")
-    dtype_size = torch.empty(0, dtype=_dtype(server_args)).element_size()
     analytic = expected_collectives(
         hidden=facts["hidden_size"],
         layers=facts["num_hidden_layers"],
         vocab=facts["vocab_size"],
-        tp=server_args.tp_size,
+        tp=srv["tp_size"],
         batch=pargs.batch_size,
         input_len=pargs.input_len,
         phase=pargs.phase,
-        dtype_size=dtype_size,
-        dp_attention=server_args.enable_dp_attention,
+        dtype_size=srv["dtype_size"],
+        dp_attention=srv["enable_dp_attention"],
     )
     per_rank = []
     for rk in ranks:
@@ -127,6 +158,7 @@ def build_record(
         comm_us = sum(c.get("transfer_us", c["dur_us"]) for c in comm) / n
         wait_us = sum(c.get("wait_us", 0.0) for c in comm) / n
         ta = rk["trace_analysis"]["breakdown"]
+        gpu = "per_layer_gpu" in rk
         per_rank.append(
             {
                 "rank": rk["rank"],
@@ -135,9 +167,8 @@ def build_record(
                 **{f"per_layer_{k}": v for k, v in s.items()},
                 "comm_us": comm_us,
                 "idle_us": wait_us,
-                # gloo collectives block the rank: all of it is exposed; on GPU the kernels tell
-                "exposed_comm_us": ta["exposed_comm_us"] / n if rk.get("per_layer_gpu")
-                else comm_us + wait_us,
+                # gloo collectives block the rank (all exposed); on the GPU the kernels tell
+                "exposed_comm_us": ta["exposed_comm_us"] / n if gpu else comm_us + wait_us,
                 "tokens_equal_unprofiled": rk["tokens"] == rk["profiled_tokens"],
                 "trace": rk["trace"],
             }
@@ -161,29 +192,11 @@ def build_record(
     }
     config = {
         **asdict(pargs),
-        "model_path": server_args.model_path,
-        "load_format": server_args.load_format,
-        "dtype": str(_dtype(server_args)).removeprefix("torch."),
-        "device": server_args.device,
-        "attention_backend": server_args.attention_backend,
-        "tp_size": server_args.tp_size,
-        "dp_size": server_args.dp_size,
-        "enable_dp_attention": server_args.enable_dp_attention,
+        **{k: v for k, v in srv.items() if k != "dtype_size"},
         "single_expert_mode": mode,
         **{f"model_{k}": v for k, v in facts.items()},
     }
     return make_record("profile_model", config, metrics)
-
-
-def _dtype(server_args: Any):
-    import torch
-
-    if server_args.dtype in ("auto", None):
-        cfg = json.loads((Path(server_args.model_path) / "config.json").read_text())
-        return getattr(torch, cfg.get("torch_dtype") or "bfloat16")
-    return {"half": torch.float16, "float": torch.float32}.get(
-        server_args.dtype, getattr(torch, server_args.dtype, None)
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,21 +215,21 @@ def main(argv: list[str] | None = None) -> int:
     from sglang_ext.perf.records import append_jsonl
 
     try:
-        pargs, sa, mode, notes = plan(argv)
+        pargs, sg, layout, mode, notes = plan(argv)
     except (ValueError, source.PatchError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     for note in notes:
         logger.info(note)
-    ranks = run_profile(pargs, sa)
-    rec = build_record(pargs, sa, mode, ranks)
+    ranks = run_profile(pargs, sg, layout)
+    rec = build_record(pargs, mode, ranks)
     append_jsonl(pargs.output_file, rec)
     m = rec["metrics"]
     print(
         f"step {m['step_us'] / 1e3:.2f} ms (profiled), unprofiled {m['step_wall_ms']:.2f} ms, "
         f"overhead {m['overhead_pct']:.0f}%; per layer (us): "
         + ", ".join(f"{v:.0f}" for v in m["per_layer_us"])
-        + f"; comm per step: "
+        + "; comm per step: "
         + ", ".join(f"{k} x{v['count']} {v['bytes']} B" for k, v in m["comm"].items())
         + f"; tokens equal: {m['tokens_equal_unprofiled']}; record -> {pargs.output_file}"
     )

@@ -31,7 +31,7 @@ from .comm import CommLog, record_collectives
 from .config import ProfileArgs
 from .labels import label_model
 
-__all__ = ["rank_main", "StepRunner"]
+__all__ = ["rank_main", "StepRunner", "init_dist"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ class StepRunner:
         vocab = model_runner.model_config.vocab_size
         rng = np.random.default_rng(seed)
         self.ids = rng.integers(0, vocab, (pargs.batch_size, pargs.input_len)).tolist()
+        self.prefill_s = float("nan")  # decode phase: the last run's prefill, seconds
 
     def _reqs(self) -> list[Any]:
         from sglang.srt.managers.schedule_batch import Req
@@ -94,33 +95,39 @@ class StepRunner:
                 nxt, _, _ = step(i, lambda reqs=reqs: extend(reqs, self.mr))
                 tokens.append(nxt.tolist())
         else:
-            nxt, _, batch = extend(self._reqs(), self.mr)
+            reqs = self._reqs()
+            _sync(self.device)
+            t0 = time.perf_counter()
+            nxt, _, batch = extend(reqs, self.mr)
+            _sync(self.device)
+            self.prefill_s = time.perf_counter() - t0
             for i in range(self.pargs.steps):
                 nxt, _ = step(i, lambda nxt=nxt: decode(nxt, batch, self.mr))
                 tokens.append(nxt.tolist())
         return tokens, times
 
 
-def _init_dist(device: str, rank: int, timeout_s: float) -> None:
+def init_dist(device: str, rank: int, timeout_s: float) -> None:
     """The default group on the parent's store (no port is picked); sglang then skips it."""
     timeout = datetime.timedelta(seconds=timeout_s)
     if device == "cuda":
         torch.cuda.set_device(rank)
-        dist.init_process_group(
-            "nccl", timeout=timeout, device_id=torch.device("cuda", rank)
-        )
+        dist.init_process_group("nccl", timeout=timeout, device_id=torch.device("cuda", rank))
     else:
         dist.init_process_group("gloo", timeout=timeout)
 
 
-def rank_main(rank: int, server_args: Any, pargs: ProfileArgs, work_dir: str) -> None:
+def rank_main(rank: int, sglang_argv: list[str], pargs: ProfileArgs, work_dir: str) -> None:
     """Entry of rank ``rank`` (spawned by :func:`sglang_ext.perf.dist_env.run_spawned`)."""
     from sglang.bench_one_batch import load_model
+    from sglang.srt.server_args import prepare_server_args
+
+    server_args = prepare_server_args(sglang_argv)
 
     logging.basicConfig(level=logging.WARNING)
     for k, v in (("NCCL_CUMEM_ENABLE", "0"), ("TORCH_NCCL_AVOID_RECORD_STREAMS", "1")):
         os.environ.setdefault(k, v)
-    _init_dist(server_args.device, rank, min(300.0, pargs.deadline_s))
+    init_dist(server_args.device, rank, min(300.0, pargs.deadline_s))
     mr, _ = load_model(server_args, SimpleNamespace(nccl_port=0), rank)
     attn_tp = server_args.tp_size // server_args.dp_size if server_args.enable_dp_attention else 0
     dp_rank = rank // attn_tp if attn_tp else 0
@@ -154,6 +161,18 @@ def rank_main(rank: int, server_args: Any, pargs: ProfileArgs, work_dir: str) ->
         "profiled_step_s": prof_s,
         "calls": [dataclasses.asdict(c) for c in log.calls],
         "weight_bytes": weights,
+        "server": {
+            "model_path": server_args.model_path,
+            "load_format": server_args.load_format,
+            "dtype": str(mr.model_config.dtype).removeprefix("torch."),
+            "dtype_size": torch.empty(0, dtype=mr.model_config.dtype).element_size(),
+            "device": server_args.device,
+            "attention_backend": server_args.attention_backend,
+            "tp_size": server_args.tp_size,
+            "dp_size": server_args.dp_size,
+            "enable_dp_attention": server_args.enable_dp_attention,
+            "disable_cuda_graph": server_args.disable_cuda_graph,
+        },
         **summary,
     }
     Path(work_dir, f"rank{rank}.json").write_text(json.dumps(out))

@@ -73,7 +73,11 @@ def test_collectives_match_the_code(runs):
     # float32 everywhere: 4 bytes.
     _, recs = runs
     cfg = _config()
-    h, n_layers, v_pad = cfg["hidden_size"], cfg["num_hidden_layers"], -(-cfg["vocab_size"] // 64) * 64
+    h, n_layers, v_pad = (
+        cfg["hidden_size"],
+        cfg["num_hidden_layers"],
+        -(-cfg["vocab_size"] // 64) * 64,
+    )
     for mode, tokens in (("tp", B * L), ("dp", B)):
         comm = recs[mode]["metrics"]["comm"]
         assert set(comm) == {"all_reduce", "all_gather"}, (mode, comm)

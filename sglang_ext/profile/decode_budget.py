@@ -1,0 +1,145 @@
+"""The decode-step budget on the GPU: kernels, busy time and the weight+KV read floor.
+
+For each batch size a rank runs sglang's own ModelRunner like ``bench_one_batch`` (CUDA
+graphs on, as served): a timed prefill, timed decode steps (one synchronize per step), then
+a few more decode steps under torch.profiler, each inside a ``step::decode`` range. From the
+trace (:func:`decode_kernel_stats`):
+
+- a kernel belongs to the step whose CPU range holds the runtime call that launched it
+  (``cudaLaunchKernel``, ``cudaGraphLaunch``, ...: matched by the ``correlation`` id), so
+  kernels replayed from a CUDA graph count too;
+- ``gpu_busy_frac``: the union of the step's kernel intervals over its span, from the start
+  of the step's CPU range to the later of its end and its last kernel's end.
+
+The floor (:func:`floor_ms`) is the bytes a decode step must read, the weights (all but
+the embedding table, of which only the batch's rows are read) plus the KV cache of every
+sequence's context, over the device copy bandwidth measured in the same run
+(``dst.copy_(src)``, read + write bytes over time, as ``perf.devbw`` counts it).
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import defaultdict
+from typing import Any
+
+__all__ = [
+    "decode_kernel_stats",
+    "kv_bytes_per_step",
+    "floor_ms",
+    "budget_metrics",
+    "gpu_folder",
+]
+
+_LAUNCH_CATS = ("cuda_runtime", "cuda_driver")
+
+
+def _union(iv: list[tuple[float, float]]) -> float:
+    tot, end = 0.0, float("-inf")
+    for a, b in sorted(iv):
+        if b <= end:
+            continue
+        tot += b - max(a, end)
+        end = b
+    return tot
+
+
+def decode_kernel_stats(
+    events: list[dict[str, Any]], step_name: str = "step::decode"
+) -> dict[str, Any]:
+    """Per decode step: kernels, busy and span (us); their means; from Chrome trace events."""
+    xs = [e for e in events if e.get("ph") == "X" and "dur" in e]
+    steps = sorted(
+        (e["ts"], e["ts"] + e["dur"])
+        for e in xs
+        if e.get("cat") == "user_annotation" and e["name"] == step_name
+    )
+    if not steps:
+        raise ValueError(f"no {step_name!r} CPU range in the trace: nothing to count")
+    launch_ts: dict[Any, float] = {}
+    for e in xs:
+        if e.get("cat") in _LAUNCH_CATS and "correlation" in e.get("args", {}):
+            launch_ts[e["args"]["correlation"]] = e["ts"]
+    per: list[list[tuple[float, float]]] = [[] for _ in steps]
+    for e in xs:
+        if e.get("cat") != "kernel":
+            continue
+        t = launch_ts.get(e.get("args", {}).get("correlation"))
+        if t is None:
+            continue
+        for i, (a, b) in enumerate(steps):
+            if a <= t <= b:
+                per[i].append((e["ts"], e["ts"] + e["dur"]))
+                break
+    rows = []
+    for (a, b), ks in zip(steps, per, strict=True):
+        end = max([b] + [k[1] for k in ks])
+        rows.append({"kernels": len(ks), "busy_us": _union(ks), "span_us": end - a})
+    span = sum(r["span_us"] for r in rows)
+    return {
+        "steps": rows,
+        "kernels_per_step": statistics.mean(r["kernels"] for r in rows),
+        "gpu_busy_frac": sum(r["busy_us"] for r in rows) / span if span else 0.0,
+        "step_span_ms": span / len(rows) / 1e3,
+    }
+
+
+def top_kernels(events: list[dict[str, Any]], top: int = 10) -> list[dict[str, Any]]:
+    """Kernel names by total GPU time in the trace (the heaviest first)."""
+    tot: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+    for e in events:
+        if e.get("ph") == "X" and e.get("cat") == "kernel":
+            tot[e["name"]][0] += 1
+            tot[e["name"]][1] += e.get("dur", 0.0)
+    ranked = sorted(tot.items(), key=lambda kv: -kv[1][1])[:top]
+    return [{"name": k[:120], "count": c, "total_us": t} for k, (c, t) in ranked]
+
+
+def kv_bytes_per_step(
+    *, batch: int, context_len: float, layers: int, kv_heads: int, head_dim: int, dtype_size: int
+) -> float:
+    """Bytes of K and V a decode step reads: every layer, every sequence's whole context."""
+    return 2.0 * layers * kv_heads * head_dim * dtype_size * batch * context_len
+
+
+def floor_ms(weight_bytes: float, kv_bytes: float, copy_bw_gbps: float) -> float:
+    """(weights + KV) bytes over the copy bandwidth, in ms."""
+    if copy_bw_gbps <= 0:
+        raise ValueError(f"copy bandwidth must be > 0 GB/s, got {copy_bw_gbps}")
+    return (weight_bytes + kv_bytes) / (copy_bw_gbps * 1e9) * 1e3
+
+
+def budget_metrics(
+    *,
+    decode_s: list[float],
+    prefill_s: float,
+    stats: dict[str, Any],
+    layers: int,
+    weight_bytes: float,
+    kv_bytes: float,
+    copy_bw_gbps: float,
+) -> dict[str, Any]:
+    """The decode_budget record's metrics from the measured times and the trace stats."""
+    step_ms = statistics.median(decode_s) * 1e3
+    floor = floor_ms(weight_bytes, kv_bytes, copy_bw_gbps)
+    return {
+        "decode_step_ms": step_ms,
+        "prefill_ms": prefill_s * 1e3,
+        "kernels_per_step": stats["kernels_per_step"],
+        "kernels_per_layer_step": stats["kernels_per_step"] / layers,
+        "gpu_busy_frac": stats["gpu_busy_frac"],
+        "profiled_step_span_ms": stats["step_span_ms"],
+        "weight_bytes": weight_bytes,
+        "kv_bytes_per_step": kv_bytes,
+        "copy_bw_gbps": copy_bw_gbps,
+        "floor_ms": floor,
+        "ratio_to_floor": step_ms / floor,
+    }
+
+
+def gpu_folder(device_name: str) -> str:
+    """``bench/results/<gpu>`` folder name: 'NVIDIA H200' -> 'h200'; CPU -> 'cpu'."""
+    low = device_name.lower()
+    m = re.search(r"\b([a-z]{1,2}\d{2,4}[a-z]?)\b", low.replace("nvidia", ""))
+    return m.group(1) if m else re.sub(r"[^a-z0-9]+", "_", low).strip("_") or "unknown"
