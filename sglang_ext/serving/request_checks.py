@@ -58,6 +58,11 @@ def check_generate(obj: Any, input_ids: list[int] | None, vocab_size: int) -> No
             raise BadRequest(
                 f"unknown sampling parameter(s) {unknown}; known: {sorted(_sampling_keys())}"
             )
+        seed = params.get("sampling_seed")
+        if seed is not None and (
+            isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63
+        ):
+            raise BadRequest(f"seed / sampling_seed = {seed!r} must be an integer in [0, 2^63)")
     if not getattr(obj, "return_logprob", False):
         return
     n_in = len(input_ids) if input_ids is not None else 0

@@ -11,20 +11,15 @@ Both servers serve the embedded one-expert default model with ``--single-expert-
 
 from __future__ import annotations
 
-import dataclasses
-import json
 import logging
 import os
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any
 
 import pytest
 import torch
+from e2e_servers import Server, start_server
 
 from sglang_ext.models.tiny import default_model_path
-from sglang_ext.perf.server_process import ServerProcess, free_port
 
 logger = logging.getLogger(__name__)
 
@@ -32,89 +27,6 @@ LAYOUTS = {
     "server_tp1": ["--tp-size", "1", "--single-expert-mode", "tp"],
     "server_tp2": ["--tp-size", "2", "--single-expert-mode", "tp"],
 }
-READY_TIMEOUT_S = 240.0  # well below pytest's 600 s per test
-REQUEST_TIMEOUT_S = 120.0
-
-
-@dataclasses.dataclass(kw_only=True, slots=True)
-class Server:
-    """A running patched sglang server."""
-
-    name: str
-    """Fixture name (layout key)."""
-    url: str
-    """Base URL, no trailing slash."""
-    proc: ServerProcess | None
-    """The process group (``proc.proc.pid`` is the launcher's pid); None for a server
-    given by ``SGLANG_EXT_E2E_SERVER_TP1``/``_TP2`` (a URL, for developing tests)."""
-    log_path: Path
-    """Its combined stdout/stderr."""
-
-    def post(self, path: str, body: Any, timeout: float = REQUEST_TIMEOUT_S) -> tuple[int, Any]:
-        """(status, parsed JSON body or text) of a POST; 4xx/5xx are returned, not raised."""
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        return post_raw(self.url + path, data, timeout)
-
-    def ok(self, path: str, body: Any) -> Any:
-        status, out = self.post(path, body)
-        assert status == 200, f"{path}: HTTP {status}: {out}"
-        return out
-
-    def stream(self, path: str, body: dict, timeout: float = REQUEST_TIMEOUT_S) -> list[Any]:
-        """The parsed ``data:`` events of a streaming POST, up to (without) ``[DONE]``."""
-        req = urllib.request.Request(
-            self.url + path,
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        events = []
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            assert r.status == 200, f"{path}: HTTP {r.status}"
-            for line in r:
-                line = line.strip()
-                if not line.startswith(b"data:"):
-                    continue
-                data = line[5:].strip()
-                if data == b"[DONE]":
-                    return events
-                events.append(json.loads(data))
-        raise AssertionError(f"{path}: the stream ended without [DONE] after {events[-3:]}")
-
-    def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(self.url + "/health", timeout=10) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-
-def post_raw(url: str, data: bytes, timeout: float = REQUEST_TIMEOUT_S) -> tuple[int, Any]:
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            status, raw = r.status, r.read()
-    except urllib.error.HTTPError as e:
-        status, raw = e.code, e.read()
-    try:
-        return status, json.loads(raw)
-    except ValueError:
-        return status, raw.decode(errors="replace")
-
-
-def start_server(name: str, args: list[str], log_dir: Path, env: dict[str, str] | None = None):
-    """Start ``python -m sglang_ext.launch_server`` with ``args``; the caller stops it."""
-    import sys
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "sglang_ext.launch_server", "--port", str(port), *args]
-    log_path = log_dir / f"{name}.log"
-    proc = ServerProcess(cmd, url, ready_timeout_s=READY_TIMEOUT_S, log_path=log_path, env=env)
-    proc.__enter__()
-    return Server(name=name, url=url, proc=proc, log_path=log_path)
 
 
 class _Pool:

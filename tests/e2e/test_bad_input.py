@@ -81,6 +81,7 @@ CASES = {
         {"model": "x", "prompt": "hi", "logprobs": 10**6},
         ["top_logprobs_num"],
     ),
+    "seed-negative": ("/v1/completions", {"model": "x", "prompt": "hi", "seed": -1}, ["seed"]),
     "bad-regex": ("/generate", gen(regex="[unclosed"), ["grammar"]),
     # an aborted request that asked for logprobs ended the server (0014, schedule_batch)
     "bad-regex-with-logprobs": (

@@ -156,3 +156,46 @@ def test_generate_stream_matches_greedy(server, ref):
     )
     assert events[-1]["text"] == text  # /generate streams the text so far
     assert events[-1]["meta_info"]["completion_tokens"] == len(toks)
+
+
+def test_seed_gives_the_same_sample(server):
+    """Same seed, same tokens: alone, beside other requests, and in a /generate batch."""
+    import concurrent.futures
+
+    def sample(seed, prompt=PROMPT):
+        body = {
+            "model": "default",
+            "prompt": prompt,
+            "max_tokens": MAX,
+            "temperature": 1.0,
+            "seed": seed,
+        }
+        return server.ok("/v1/completions", body)["choices"][0]["text"]
+
+    first = sample(1234)
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        futs = [
+            pool.submit(sample, s, p)
+            for s, p in [(1234, PROMPT), (99, PROMPT), (None, "other words"), (7, "and more")]
+        ]
+        again, other_seed = futs[0].result(), futs[1].result()
+        [f.result() for f in futs[2:]]
+    assert again == first
+    assert other_seed != first, "seeds 1234 and 99 drew the same 12 tokens"
+    unseeded = {sample(None) for _ in range(3)}
+    assert len(unseeded) > 1, "unseeded sampling gave one text three times"
+    out = server.ok(
+        "/generate",
+        {
+            "text": ["unrelated", PROMPT],
+            "sampling_params": {"max_new_tokens": MAX, "temperature": 1.0, "sampling_seed": 1234},
+        },
+    )
+    single = server.ok(
+        "/generate",
+        {
+            "text": PROMPT,
+            "sampling_params": {"max_new_tokens": MAX, "temperature": 1.0, "sampling_seed": 1234},
+        },
+    )
+    assert out[1]["text"] == single["text"]
