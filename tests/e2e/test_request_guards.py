@@ -97,3 +97,60 @@ def test_offload_runs_big_inputs_in_a_thread():
 
     asyncio.run(go())
     assert seen == [True, False]
+
+
+class Info:  # the SamplingBatchInfo fields resample_seeded_ reads
+    def __init__(self, seeds, top_k=10**9, top_p=1.0, min_p=0.0):
+        n = len(seeds)
+        self.sampling_seeds = torch.tensor(seeds)
+        self.top_ks = torch.full((n,), top_k)
+        self.top_ps = torch.full((n,), top_p)
+        self.min_ps = torch.full((n,), min_p)
+
+
+def test_seeded_draws_follow_the_distribution():
+    from sglang_ext.serving.seeded_sampling import resample_seeded_
+
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    n = 4000
+    tokens = torch.full((n,), -1, dtype=torch.int32)
+    resample_seeded_(tokens, probs.expand(n, 4), Info(list(range(n))), torch.full((n,), 7))
+    freq = torch.bincount(tokens.long(), minlength=4).double() / n
+    # binomial standard error at n=4000 is <= 0.008; 4 sigma
+    assert torch.allclose(freq, probs.double(), atol=0.032), freq
+
+
+def test_seeded_draws_respect_filters_and_repeat():
+    from sglang_ext.serving.seeded_sampling import resample_seeded_
+
+    probs = torch.tensor([[0.1, 0.6, 0.3, 0.0]] * 64)
+    for info, allowed in [
+        (Info(list(range(64)), top_k=1), {1}),
+        (Info(list(range(64)), top_p=0.5), {1}),
+        (Info(list(range(64)), top_p=0.8), {1, 2}),
+        (Info(list(range(64)), min_p=0.4), {1, 2}),
+    ]:
+        tokens = torch.zeros(64, dtype=torch.int32)
+        resample_seeded_(tokens, probs, info, torch.arange(64))
+        assert set(tokens.tolist()) <= allowed
+    a, b = (torch.zeros(3, dtype=torch.int32) for _ in range(2))
+    resample_seeded_(a, probs[:3], Info([5, -1, 5]), torch.tensor([9, 9, 9]))
+    b[1] = 42  # an unseeded row keeps sglang's own draw
+    resample_seeded_(b, probs[:3], Info([5, -1, 5]), torch.tensor([9, 9, 9]))
+    assert a[0] == a[2] == b[0] and b[1] == 42
+
+
+def test_seeds_follow_filter_and_merge():
+    from sglang_ext.serving.seeded_sampling import batch_seeds, filter_seeds, merge_seeds
+
+    class R:
+        def __init__(self, s):
+            self.sampling_params = type("P", (), {"sampling_seed": s})()
+
+    assert batch_seeds([R(None), R(None)], "cpu") is None
+    s = batch_seeds([R(None), R(3), R(4)], "cpu")
+    assert s.tolist() == [-1, 3, 4]
+    assert filter_seeds(s, torch.tensor([2, 0])).tolist() == [4, -1]
+    assert merge_seeds(None, 2, s, 3, "cpu").tolist() == [-1, -1, -1, 3, 4]
+    assert merge_seeds(s, 3, None, 1, "cpu").tolist() == [-1, 3, 4, -1]
+    assert merge_seeds(None, 2, None, 1, "cpu") is None
