@@ -105,6 +105,15 @@ def layers_forward_cuda_match_forward_native():
     from sglang.srt.layers.layernorm import GemmaRMSNorm, RMSNorm
     from sglang.srt.layers.rotary_embedding import get_rope
 
+    for impl in ("torch", "triton"):  # the stand-in's reference, then its Triton kernels
+        os.environ["SGLANG_EXT_STANDIN_IMPL"] = impl
+        try:
+            _layers_match(impl, RMSNorm, GemmaRMSNorm, SiluAndMul, GeluAndMul, get_rope)
+        finally:
+            os.environ.pop("SGLANG_EXT_STANDIN_IMPL")
+
+
+def _layers_match(impl, RMSNorm, GemmaRMSNorm, SiluAndMul, GeluAndMul, get_rope):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(33, 128, generator=g)
     r = torch.randn(33, 128, generator=g)
@@ -112,7 +121,11 @@ def layers_forward_cuda_match_forward_native():
         norm = cls(128, eps=1e-6)
         norm.weight.data = torch.rand(128, generator=g) + 0.5
         _close(
-            norm.forward_cuda(x.clone()), norm.forward_native(x.clone()), 1e-5, 1e-5, cls.__name__
+            norm.forward_cuda(x.clone()),
+            norm.forward_native(x.clone()),
+            1e-5,
+            1e-5,
+            f"{impl} {cls.__name__}",
         )
         got = norm.forward_cuda(x.clone(), r.clone())
         want = norm.forward_native(x.clone(), r.clone())
@@ -133,16 +146,50 @@ def layers_forward_cuda_match_forward_native():
 
 
 @case
+def patched_rope_any_head_size_matches_forward_native():
+    # patch 0015: forward_cuda of a head size sglang sends to vLLM (absent) runs
+    # sglang_ext's Triton rope (interpreted here); module loaded from the patched overlay
+    import importlib.util
+
+    from sglang_ext.patching import overlay, source
+
+    root = overlay.ensure_patched_sglang()
+    tree = root / "sglang" if root else source.find_installed_sglang()
+    spec = importlib.util.spec_from_file_location(
+        "_patched_rotary_embedding", tree / "srt" / "layers" / "rotary_embedding.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    g = torch.Generator().manual_seed(5)
+    for hd, rot, neox in [(32, 32, True), (96, 48, False), (80, 80, True)]:
+        rope = mod.RotaryEmbedding(hd, rot, 512, 10000, neox, torch.float32)
+        assert rope.vllm_rotary_embedding is None, "vllm is not installed here"
+        pos = torch.randint(0, 512, (7,), generator=g)
+        qkv = torch.randn(7, 8 * hd, generator=g)
+        q, k = qkv[:, : 4 * hd], qkv[:, 4 * hd : 6 * hd]  # strided views of a fused qkv
+        want_q, want_k = rope.forward_native(pos, q.clone(), k.clone())
+        got_q, got_k = rope.forward_cuda(pos, q, k)
+        _close(got_q, want_q, 1e-5, 1e-5, f"patched rope hd={hd} rot={rot} q")
+        _close(got_k, want_k, 1e-5, 1e-5, f"patched rope hd={hd} rot={rot} k")
+        assert got_q.data_ptr() == q.data_ptr(), "rope must work in place"
+
+
+@case
 def fused_topk_matches_float64():
     from sglang.srt.layers.moe.topk import fused_topk
 
     g = torch.Generator().manual_seed(1)
     logits = torch.randn(33, 16, generator=g)
-    w, ids = fused_topk(torch.empty(33, 8), logits, 4, renormalize=True)
     p = torch.softmax(logits.double(), -1)
     want_p, want_ids = torch.topk(p, 4, -1)
-    assert torch.equal(ids.long(), want_ids), "expert ids"
-    _close(w.double(), want_p / want_p.sum(-1, keepdim=True), 1e-6, 1e-7, "weights")
+    for impl in ("torch", "triton"):
+        os.environ["SGLANG_EXT_STANDIN_IMPL"] = impl
+        try:
+            w, ids = fused_topk(torch.empty(33, 8), logits, 4, renormalize=True)
+        finally:
+            os.environ.pop("SGLANG_EXT_STANDIN_IMPL")
+        assert torch.equal(ids.long(), want_ids), f"{impl}: expert ids"
+        _close(w.double(), want_p / want_p.sum(-1, keepdim=True), 1e-6, 1e-7, f"{impl}: weights")
 
 
 def _moe_ref(x, w1, w2, tw, ti):

@@ -20,6 +20,7 @@ CASES = [
     "imports_bind_standin",
     "custom_all_reduce_fails_closed",
     "layers_forward_cuda_match_forward_native",
+    "patched_rope_any_head_size_matches_forward_native",
     "fused_topk_matches_float64",
     "fused_experts_triton_matches_float64",
     "align_fused_triton_invariants",
@@ -32,6 +33,7 @@ def worker_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("fakecuda") / "results.json"
     env = {**os.environ, "TRITON_INTERPRET": "1", "TORCHDYNAMO_DISABLE": "1"}
     env.pop("SGLANG_EXT_STANDIN_MOE_ALIGN", None)
+    env.pop("SGLANG_EXT_STANDIN_IMPL", None)
     proc = subprocess.run(
         [sys.executable, str(HERE / "_fake_cuda_worker.py"), str(out)],
         env=env,
