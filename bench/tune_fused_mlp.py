@@ -1,10 +1,15 @@
-"""Tune fused_swiglu_mlp launch configs on this GPU and write the JSON table.
+"""Tune fused_swiglu_mlp launch configs on this GPU, then measure and write the dispatch table.
 
     python bench/tune_fused_mlp.py [--models ...] [--tps 1 8] [--ms ...] [--config-dir DIR]
-        [--candidates-out bench/results/fused_mlp_tune_<device>.jsonl]
+        [--bounded] [--dispatch | --dispatch-only] [--dispatch-ms 1 2 4 ...] [--repeats 3]
+        [--candidates-out FILE.jsonl] [--dispatch-out FILE.jsonl]
 
 Writes DIR/triton_<ver>/device_name=<GPU>.json (default: sglang_ext/kernels/configs), the
-table that fused_swiglu_mlp loads, and one record per timed candidate.
+launch table fused_swiglu_mlp loads, and one record per timed candidate.  With --dispatch
+(after tuning) or --dispatch-only it also times cuBLAS, Triton v2 and the CUDA one-launch
+kernel per M bucket and writes DIR/triton_<ver>/dispatch_device_name=<GPU>.json, the table
+SingleExpertMoE's default path reads (a kernel only where it beat cuBLAS by more than the
+measured spread), and one record per (shape, M, impl) to --dispatch-out.
 """
 
 from __future__ import annotations
@@ -17,9 +22,18 @@ from pathlib import Path
 import torch
 
 from sglang_ext.kernels.fused_mlp_configs import config_path
-from sglang_ext.kernels.fused_mlp_tune import TUNE_MS, merge_table, tune_shape
+from sglang_ext.kernels.fused_mlp_dispatch import choose_buckets, dispatch_path, write_table
+from sglang_ext.kernels.fused_mlp_tune import (
+    DISPATCH_MS,
+    TUNE_MS,
+    measure_dispatch,
+    merge_table,
+    tune_shape,
+)
 from sglang_ext.kernels.mlp_bench import MODELS
 from sglang_ext.perf.records import append_jsonl, collect_env, make_record
+
+RESULTS = Path(__file__).parent / "results"
 
 
 def main(argv=None) -> int:
@@ -29,26 +43,77 @@ def main(argv=None) -> int:
     p.add_argument("--tps", nargs="+", type=int, default=[1, 8])
     p.add_argument("--ms", nargs="+", type=int, default=list(TUNE_MS))
     p.add_argument("--config-dir", type=Path, default=None)
+    p.add_argument("--bounded", action="store_true", help="a smaller candidate set (time-boxed)")
+    p.add_argument("--dispatch", action="store_true", help="after tuning, write the dispatch table")
+    p.add_argument("--dispatch-only", action="store_true", help="no tuning; the dispatch table")
+    p.add_argument("--dispatch-ms", nargs="+", type=int, default=list(DISPATCH_MS))
+    p.add_argument("--repeats", type=int, default=3, help="dispatch: repeats per (impl, M)")
     p.add_argument("--candidates-out", type=Path, default=None)
+    p.add_argument("--dispatch-out", type=Path, default=None)
     a = p.parse_args(argv)
     if not torch.cuda.is_available():
         print("needs a CUDA GPU", file=sys.stderr)
         return 2
+    if a.config_dir is not None:  # the layer and the kernel read the tables from here too
+        import os
+
+        os.environ["SGLANG_EXT_FUSED_MLP_CONFIG_DIR"] = str(a.config_dir)
     name = torch.cuda.get_device_name(0)
+    tag = name.replace(" ", "_")
     path = config_path(name, a.config_dir)
-    cand_out = a.candidates_out or (Path(__file__).parent / "results"
-                                    / f"fused_mlp_tune_{name.replace(' ', '_')}.jsonl")
+    cand_out = a.candidates_out or RESULTS / f"fused_mlp_tune_{tag}.jsonl"
+    disp_out = a.dispatch_out or RESULTS / f"fused_mlp_dispatch_{tag}.jsonl"
     env = collect_env()
     for model in a.models:
         hidden, inter_full = MODELS[model]
         for tp in a.tps:
-            best, rows = tune_shape(hidden, inter_full // tp, a.ms)
-            merge_table(path, hidden, inter_full // tp, best)
-            recs = [make_record("fused_mlp_tune", {"model": model, "tp": tp, **r},
-                                {"median_us": r["us"]}, env=env) for r in rows]
-            append_jsonl(cand_out, *recs)
-            print(f"{model} tp={tp}: " + ", ".join(f"M={m}:ks={c.k_splits}" for m, c in best.items()))
-    print(f"table: {path}")
+            inter = inter_full // tp
+            if not a.dispatch_only:
+                best, rows = tune_shape(hidden, inter, a.ms, bounded=a.bounded)
+                merge_table(path, hidden, inter, best)
+                append_jsonl(
+                    cand_out,
+                    *[
+                        make_record(
+                            "fused_mlp_tune",
+                            {"model": model, "tp": tp, "bounded": a.bounded, **r},
+                            {"median_us": r["us"]},
+                            env=env,
+                        )
+                        for r in rows
+                    ],
+                )
+                print(
+                    f"{model} tp={tp}: "
+                    + ", ".join(f"M={m}:ks={c.k_splits}" for m, c in best.items())
+                )
+            if a.dispatch or a.dispatch_only:
+                timings, rows = measure_dispatch(hidden, inter, a.dispatch_ms, repeats=a.repeats)
+                buckets = choose_buckets(timings)
+                write_table(dispatch_path(name, a.config_dir), name, hidden, inter, buckets)
+                append_jsonl(
+                    disp_out,
+                    *[
+                        make_record(
+                            "fused_mlp_dispatch",
+                            {
+                                "model": model,
+                                "tp": tp,
+                                **{k: v for k, v in r.items() if k in ("H", "I", "M", "impl")},
+                            },
+                            {k: v for k, v in r.items() if k not in ("H", "I", "M", "impl")},
+                            env=env,
+                        )
+                        for r in rows
+                    ],
+                )
+                print(
+                    f"{model} tp={tp} dispatch: "
+                    + ", ".join(f"M<={b.m_max}:{b.impl}" for b in buckets)
+                )
+    print(f"launch table: {path}")
+    if a.dispatch or a.dispatch_only:
+        print(f"dispatch table: {dispatch_path(name, a.config_dir)}")
     return 0
 
 

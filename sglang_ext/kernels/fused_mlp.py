@@ -5,7 +5,7 @@ I:2I) and ``w2`` [H, I] in SGLang's FusedMoE layout, I being this rank's shard; 
 all-reduce follows outside.  Two launches (see ``fused_mlp_kernels``): GEMM1 with the SwiGLU
 epilogue (split over H for small M, its fp32 partials reduced by GEMM2), then GEMM2.
 fp32 accumulation throughout.  ``MlpLaunchConfig(one_launch=True)`` selects the experimental
-one-launch v4 (``fused_mlp_onelaunch``) instead.  ``SGLANG_EXT_FUSED_MLP=0`` makes
+one-launch v4 (``experimental/fused_mlp_onelaunch``, imported only then) instead.  ``SGLANG_EXT_FUSED_MLP=0`` makes
 :func:`is_available` say no, so the layer falls back to torch.
 """
 
@@ -19,7 +19,6 @@ import triton
 
 from .fused_mlp_configs import MlpLaunchConfig, get_config
 from .fused_mlp_kernels import gemm1_kernel, gemm2_kernel
-from .fused_mlp_onelaunch import launch_one
 
 __all__ = ["fused_swiglu_mlp", "is_available", "MlpLaunchConfig"]
 
@@ -31,8 +30,11 @@ def is_available(device: torch.device | str | None = None) -> bool:
     """True when the Triton kernel can run on ``device`` and is not switched off by env."""
     if os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "false", "off", "no"):
         return False
-    dev = torch.device(device) if device is not None else torch.device(
-        "cuda" if torch.cuda.is_available() else "cpu")
+    dev = (
+        torch.device(device)
+        if device is not None
+        else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    )
     if dev.type == "cuda":
         return torch.cuda.is_available()
     return dev.type == "cpu" and os.environ.get("TRITON_INTERPRET") == "1"
@@ -68,18 +70,27 @@ def _check(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, out: torch.Tens
         raise ValueError("w13 and w2 must be contiguous; call .contiguous() once at load time")
     if out is not None:
         if out.shape != (m, hidden) or out.dtype != x.dtype or out.device != x.device:
-            raise ValueError(f"out must be [{m}, {hidden}] {x.dtype} on {x.device}, got "
-                             f"{tuple(out.shape)} {out.dtype} on {out.device}")
+            raise ValueError(
+                f"out must be [{m}, {hidden}] {x.dtype} on {x.device}, got "
+                f"{tuple(out.shape)} {out.dtype} on {out.device}"
+            )
         if out.stride(-1) != 1:
             raise ValueError("out must have unit stride on its last dim")
     if x.device.type == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-        raise ValueError("x is on the CPU: move it to CUDA, or set TRITON_INTERPRET=1 before "
-                         "importing triton (tests), or use swiglu_mlp_ref")
+        raise ValueError(
+            "x is on the CPU: move it to CUDA, or set TRITON_INTERPRET=1 before "
+            "importing triton (tests), or use swiglu_mlp_ref"
+        )
 
 
-def fused_swiglu_mlp(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, *,
-                     out: torch.Tensor | None = None,
-                     config: MlpLaunchConfig | None = None) -> torch.Tensor:
+def fused_swiglu_mlp(
+    x: torch.Tensor,
+    w13: torch.Tensor,
+    w2: torch.Tensor,
+    *,
+    out: torch.Tensor | None = None,
+    config: MlpLaunchConfig | None = None,
+) -> torch.Tensor:
     """x: [M, H], w13: [2I, H], w2: [H, I] -> out [M, H] (written into ``out`` if given).
 
     ``config`` overrides the tuned/heuristic launch config (tests and tuning use it).
@@ -95,6 +106,8 @@ def fused_swiglu_mlp(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, *,
     cfg = config or get_config(m, hidden, inter, name, num_sms)
     precision = "ieee" if x.dtype == torch.float32 else "tf32"  # tf32 unused for 16-bit
     if cfg.one_launch:
+        from .experimental.fused_mlp_onelaunch import launch_one
+
         launch_one(x, w13, w2, out, cfg, precision)
     else:
         _launch(x, w13, w2, out, cfg, precision)
@@ -118,16 +131,46 @@ def _launch(x, w13, w2, out, cfg: MlpLaunchConfig, precision: str) -> None:
         p = h
     grid1 = (triton.cdiv(m, cfg.block_m) * triton.cdiv(inter, cfg.block_i), k_splits)
     gemm1_kernel[grid1](
-        x, w13, h, p, m, hidden, inter, k_per_split, x.stride(0), w13.stride(0), h.stride(0),
-        BLOCK_M=cfg.block_m, BLOCK_I=cfg.block_i, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
-        SPLIT_K=split, DOT_PRECISION=precision, num_warps=cfg.num_warps,
+        x,
+        w13,
+        h,
+        p,
+        m,
+        hidden,
+        inter,
+        k_per_split,
+        x.stride(0),
+        w13.stride(0),
+        h.stride(0),
+        BLOCK_M=cfg.block_m,
+        BLOCK_I=cfg.block_i,
+        BLOCK_K=cfg.block_k,
+        GROUP_M=cfg.group_m,
+        SPLIT_K=split,
+        DOT_PRECISION=precision,
+        num_warps=cfg.num_warps,
         num_stages=cfg.num_stages,
     )
     grid2 = (triton.cdiv(m, cfg.block_m) * triton.cdiv(hidden, cfg.block_n),)
     block_k2 = min(cfg.block_k2, max(16, triton.next_power_of_2(inter)))
     gemm2_kernel[grid2](
-        h, p, w2, out, m, hidden, inter, k_splits, h.stride(0), w2.stride(0), out.stride(0),
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=block_k2, GROUP_M=cfg.group_m,
-        FROM_PARTIALS=split, DOT_PRECISION=precision, num_warps=cfg.num_warps,
+        h,
+        p,
+        w2,
+        out,
+        m,
+        hidden,
+        inter,
+        k_splits,
+        h.stride(0),
+        w2.stride(0),
+        out.stride(0),
+        BLOCK_M=cfg.block_m,
+        BLOCK_N=cfg.block_n,
+        BLOCK_K=block_k2,
+        GROUP_M=cfg.group_m,
+        FROM_PARTIALS=split,
+        DOT_PRECISION=precision,
+        num_warps=cfg.num_warps,
         num_stages=cfg.num_stages,
     )

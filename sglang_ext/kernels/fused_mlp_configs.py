@@ -24,8 +24,14 @@ from pathlib import Path
 
 import triton
 
-__all__ = ["MlpLaunchConfig", "heuristic_config", "max_k_splits", "get_config", "config_path",
-           "shape_key"]
+__all__ = [
+    "MlpLaunchConfig",
+    "heuristic_config",
+    "max_k_splits",
+    "get_config",
+    "config_path",
+    "shape_key",
+]
 
 logger = logging.getLogger(__name__)
 _DEFAULT_DIR = Path(__file__).parent / "configs"
@@ -104,12 +110,30 @@ def heuristic_config(m: int, hidden: int, inter: int, num_sms: int = 132) -> Mlp
         block_m = min(64, max(16, triton.next_power_of_2(m)))
         block_k = 128 if hidden >= 128 else max(16, triton.next_power_of_2(hidden))
         tiles = triton.cdiv(m, block_m) * triton.cdiv(inter, 16)
-        k_splits = max(1, min(triton.cdiv(hidden, block_k), (2 * num_sms) // tiles,
-                              max_k_splits(block_m, inter)))
-        return MlpLaunchConfig(block_m=block_m, block_i=16, block_k=block_k, block_n=32,
-                               block_k2=64, k_splits=k_splits, num_warps=4, num_stages=3)
-    return MlpLaunchConfig(block_m=128, block_i=64, block_k=64, block_n=128, block_k2=64,
-                           group_m=8, num_warps=8, num_stages=3)
+        k_splits = max(
+            1,
+            min(triton.cdiv(hidden, block_k), (2 * num_sms) // tiles, max_k_splits(block_m, inter)),
+        )
+        return MlpLaunchConfig(
+            block_m=block_m,
+            block_i=16,
+            block_k=block_k,
+            block_n=32,
+            block_k2=64,
+            k_splits=k_splits,
+            num_warps=4,
+            num_stages=3,
+        )
+    return MlpLaunchConfig(
+        block_m=128,
+        block_i=64,
+        block_k=64,
+        block_n=128,
+        block_k2=64,
+        group_m=8,
+        num_warps=8,
+        num_stages=3,
+    )
 
 
 def max_k_splits(block_m: int, inter: int, budget_bytes: int = 256 << 10) -> int:
@@ -117,8 +141,9 @@ def max_k_splits(block_m: int, inter: int, budget_bytes: int = 256 << 10) -> int
     return max(1, budget_bytes // (block_m * 2 * inter * 4))
 
 
-def get_config(m: int, hidden: int, inter: int, device_name: str,
-               num_sms: int = 132) -> MlpLaunchConfig:
+def get_config(
+    m: int, hidden: int, inter: int, device_name: str, num_sms: int = 132
+) -> MlpLaunchConfig:
     """The tuned config nearest to ``m`` for this shape and device, else the heuristic."""
     path = config_path(device_name)
     table = _load_table(str(path))

@@ -20,15 +20,14 @@ from _mlp_cases import (  # noqa: E402
     make_inputs,
 )
 
-from sglang_ext.kernels import fused_mlp_onelaunch  # noqa: E402
+from sglang_ext.kernels.experimental import fused_mlp_onelaunch as v4  # noqa: E402
 from sglang_ext.kernels.fused_mlp import fused_swiglu_mlp  # noqa: E402
-
-fused_mlp_onelaunch.POISON_PARTIALS = True  # v4 must never read a partial it did not write
 
 
 def main(path: str) -> None:
     results = {}
     seed = 0
+    sync = v4.sync_buffer("cpu")
     for cid in case_ids():
         dtype_name, cfg_name, m = cid.split("-")
         dtype, m = getattr(torch, dtype_name), int(m[1:])
@@ -37,13 +36,19 @@ def main(path: str) -> None:
             seed += 1
             x, w13, w2 = make_inputs(m, CPU_HIDDEN, CPU_INTER, dtype, seed=seed)
             out = torch.full((m, CPU_HIDDEN), float("nan"), dtype=dtype)  # poisoned
+            cfg = CPU_CONFIGS[cfg_name]
             try:
-                fused_swiglu_mlp(x, w13, w2, out=out, config=CPU_CONFIGS[cfg_name])
+                if cfg is not None and cfg.one_launch:
+                    # v4 must never read a partial it did not write (poisoned), and its last
+                    # program must reset the counters for the next call (one buffer, reused)
+                    v4.fused_swiglu_mlp_one_launch(
+                        x, w13, w2, out=out, config=cfg, sync=sync, poison_partials=True
+                    )
+                else:
+                    fused_swiglu_mlp(x, w13, w2, out=out, config=cfg)
                 msg = check_against_ref(out, x, w13, w2)
-                stale = {str(k): b.tolist() for k, b in fused_mlp_onelaunch.sync_buffers().items()
-                         if b.any()}
-                if stale:  # v4's last program must reset its counters for the next call
-                    msg = (msg or "") + f" counters not reset: {stale}"
+                if sync.any():
+                    msg = (msg or "") + f" counters not reset: {sync.tolist()}"
             except Exception as e:  # reported per case, not as a crash of all
                 msg = f"{type(e).__name__}: {e}"
             if msg:

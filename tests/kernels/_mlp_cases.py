@@ -29,19 +29,23 @@ ELEM_TOL = {
 
 # Small tiles so the awkward sizes exercise every mask and every workspace stage.
 CPU_CONFIGS = {
-    "ksplit3": MlpLaunchConfig(block_m=16, block_i=16, block_k=16, block_n=32, block_k2=16,
-                               k_splits=3),
+    "ksplit3": MlpLaunchConfig(
+        block_m=16, block_i=16, block_k=16, block_n=32, block_k2=16, k_splits=3
+    ),
     "ksplit_all": MlpLaunchConfig(block_m=16, block_i=64, block_k=16, block_n=128, k_splits=99),
     "no_split": MlpLaunchConfig(block_m=32, block_i=16, block_k=32, block_n=16, block_k2=16),
     "big_tiles": MlpLaunchConfig(block_m=64, block_i=64, block_k=128, block_n=128),
     "auto": None,
     # v4 one launch (phase 1 / phase 2 tiles): K-split 3, K-split per K-block, one split
-    "one_ksplit3": MlpLaunchConfig(block_m=16, block_i=16, block_k=16, block_n=32, block_k2=16,
-                                   k_splits=3, one_launch=True),
-    "one_ksplit_all": MlpLaunchConfig(block_m=16, block_i=64, block_k=16, block_n=128,
-                                      k_splits=99, one_launch=True),
-    "one_nosplit": MlpLaunchConfig(block_m=32, block_i=16, block_k=128, block_n=16,
-                                   block_k2=16, one_launch=True),
+    "one_ksplit3": MlpLaunchConfig(
+        block_m=16, block_i=16, block_k=16, block_n=32, block_k2=16, k_splits=3, one_launch=True
+    ),
+    "one_ksplit_all": MlpLaunchConfig(
+        block_m=16, block_i=64, block_k=16, block_n=128, k_splits=99, one_launch=True
+    ),
+    "one_nosplit": MlpLaunchConfig(
+        block_m=32, block_i=16, block_k=128, block_n=16, block_k2=16, one_launch=True
+    ),
 }
 
 CPU_HIDDEN, CPU_INTER = 72, 40  # neither a multiple of the 16/32 blocks

@@ -9,19 +9,25 @@ from sglang_ext.kernels.fused_mlp_configs import MlpLaunchConfig, get_config, he
 
 
 def _inputs(m=3, h=64, i=32, dtype=torch.float16):
-    return torch.randn(m, h, dtype=dtype), torch.randn(2 * i, h, dtype=dtype), \
-        torch.randn(h, i, dtype=dtype)
+    return (
+        torch.randn(m, h, dtype=dtype),
+        torch.randn(2 * i, h, dtype=dtype),
+        torch.randn(h, i, dtype=dtype),
+    )
 
 
-@pytest.mark.parametrize("bad, match", [
-    (lambda x, a, b: (x, a[:, :-1], b), r"w13 must be \[2\*I, H=64\]"),
-    (lambda x, a, b: (x, a[:-1], b), r"w13 must be \[2\*I"),
-    (lambda x, a, b: (x, a, b.t().contiguous()), r"w2 must be \[H, I\]"),
-    (lambda x, a, b: (x[None], a, b), r"x must be 2-D"),
-    (lambda x, a, b: (x, a.float(), b), r"w13.dtype=torch.float32 differs"),
-    (lambda x, a, b: (x.to(torch.int8), a, b), r"x.dtype=torch.int8: use bfloat16"),
-    (lambda x, a, b: (x.t(), a, b), r"unit stride"),
-])
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (lambda x, a, b: (x, a[:, :-1], b), r"w13 must be \[2\*I, H=64\]"),
+        (lambda x, a, b: (x, a[:-1], b), r"w13 must be \[2\*I"),
+        (lambda x, a, b: (x, a, b.t().contiguous()), r"w2 must be \[H, I\]"),
+        (lambda x, a, b: (x[None], a, b), r"x must be 2-D"),
+        (lambda x, a, b: (x, a.float(), b), r"w13.dtype=torch.float32 differs"),
+        (lambda x, a, b: (x.to(torch.int8), a, b), r"x.dtype=torch.int8: use bfloat16"),
+        (lambda x, a, b: (x.t(), a, b), r"unit stride"),
+    ],
+)
 def test_bad_input_names_the_problem(bad, match):
     x, a, b = bad(*_inputs())
     with pytest.raises((ValueError, TypeError), match=match):
@@ -59,11 +65,12 @@ def test_config_validation_and_fallback(tmp_path, monkeypatch):
     assert get_config(4, 2048, 96, "Nonexistent GPU") == heuristic_config(4, 2048, 96)
     # a table with one entry: the nearest M (in log2) wins
     from sglang_ext.kernels.fused_mlp_configs import config_path
+
     p = config_path("Fake GPU")
     p.parent.mkdir(parents=True)
     two = MlpLaunchConfig(block_m=64, block_n=256)
-    p.write_text('{"H=2048,I=96": {"1": {"k_splits": 7}, "4096": %s}}'
-                 % __import__("json").dumps(two.to_dict()))
+    body = {"H=2048,I=96": {"1": {"k_splits": 7}, "4096": two.to_dict()}}
+    p.write_text(__import__("json").dumps(body))
     assert get_config(2, 2048, 96, "Fake GPU").k_splits == 7
     assert get_config(3000, 2048, 96, "Fake GPU") == two
     assert get_config(2, 4096, 96, "Fake GPU") == heuristic_config(2, 4096, 96)

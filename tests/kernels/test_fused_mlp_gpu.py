@@ -17,10 +17,12 @@ SHAPES = [(2048, 96), (4096, 192), (2048, 768), (1000, 200), (72, 40)]
 FORCED = {
     "auto": None,
     "ksplit": MlpLaunchConfig(block_m=32, block_i=32, block_k=64, block_n=32, k_splits=4),
-    "ksplit_small": MlpLaunchConfig(block_m=16, block_i=16, block_k=256, block_n=16,
-                                    block_k2=128, k_splits=7),
-    "large": MlpLaunchConfig(block_m=128, block_i=64, block_k=64, block_n=128, num_warps=8,
-                             num_stages=3),
+    "ksplit_small": MlpLaunchConfig(
+        block_m=16, block_i=16, block_k=256, block_n=16, block_k2=128, k_splits=7
+    ),
+    "large": MlpLaunchConfig(
+        block_m=128, block_i=64, block_k=64, block_n=128, num_warps=8, num_stages=3
+    ),
 }
 
 

@@ -22,10 +22,18 @@ ROOT = HERE.parents[1]
 @pytest.fixture(scope="module")
 def interpret_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("interp") / "results.json"
-    env = {**os.environ, "TRITON_INTERPRET": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, str(HERE / "_interpret_worker.py"), str(out)],
-                          env=env, capture_output=True, text=True, timeout=400)
+    env = {
+        **os.environ,
+        "TRITON_INTERPRET": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "_interpret_worker.py"), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=800,
+    )
     if proc.returncode != 0:
         pytest.fail(f"interpreter worker crashed (rc={proc.returncode}):\n{proc.stderr[-4000:]}")
     return json.loads(out.read_text())

@@ -1,7 +1,7 @@
 """v4 one-launch fused MLP on the GPU: many repeats with fresh inputs to catch races.
 
 Each case runs ``REPEATS`` times with new random x and weights (made on the GPU), a
-NaN-poisoned ``out`` and NaN-poisoned partials, and is checked against a float64 reference
+NaN-poisoned ``out`` and NaN-poisoned partials (``poison_partials=True``), and is checked against a float64 reference
 (computed on the GPU); the counters must be back to zero after every call.  Skipped without
 CUDA.  ``SGLANG_EXT_V4_REPEATS`` changes the repeat count (default 50).
 """
@@ -12,8 +12,7 @@ import pytest
 import torch
 from _mlp_cases import ELEM_TOL, REL_TOL
 
-from sglang_ext.kernels import fused_mlp_onelaunch
-from sglang_ext.kernels.fused_mlp import fused_swiglu_mlp
+from sglang_ext.kernels.experimental import fused_mlp_onelaunch
 from sglang_ext.kernels.fused_mlp_configs import MlpLaunchConfig
 from sglang_ext.kernels.fused_mlp_ref import swiglu_mlp_ref
 
@@ -27,10 +26,12 @@ SHAPES = [(2048, 96), (4096, 192), (2048, 768), (4096, 1536), (1000, 200), (72, 
 MS = (1, 2, 3, 4, 5, 7, 8, 16, 33, 64)
 FORCED = {
     "heuristic": None,
-    "ksplit7_bm16": MlpLaunchConfig(block_m=16, block_i=16, block_k=128, block_n=32,
-                                    block_k2=32, k_splits=7, one_launch=True),
-    "ksplit_all_bm64": MlpLaunchConfig(block_m=64, block_i=32, block_k=64, block_n=128,
-                                       k_splits=999, one_launch=True),
+    "ksplit7_bm16": MlpLaunchConfig(
+        block_m=16, block_i=16, block_k=128, block_n=32, block_k2=32, k_splits=7, one_launch=True
+    ),
+    "ksplit_all_bm64": MlpLaunchConfig(
+        block_m=64, block_i=32, block_k=64, block_n=128, k_splits=999, one_launch=True
+    ),
 }
 
 
@@ -54,13 +55,22 @@ def _error(out, x, w13, w2) -> str | None:
     return None
 
 
+SYNC: dict[int, torch.Tensor] = {}
+
+
+def _sync() -> torch.Tensor:
+    """One counter buffer for the whole module: each call must leave it zero for the next."""
+    return SYNC.setdefault(0, fused_mlp_onelaunch.sync_buffer("cuda"))
+
+
 def _counters_clean() -> bool:
-    return all(not b.any() for b in fused_mlp_onelaunch.sync_buffers().values())
+    return not _sync().any()
 
 
-@pytest.fixture(autouse=True)
-def _poison_partials(monkeypatch):
-    monkeypatch.setattr(fused_mlp_onelaunch, "POISON_PARTIALS", True)
+def _v4(x, w13, w2, out=None, config=None):
+    return fused_mlp_onelaunch.fused_swiglu_mlp_one_launch(
+        x, w13, w2, out=out, config=config, sync=_sync(), poison_partials=True
+    )
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
@@ -79,7 +89,7 @@ def test_v4_many_repeats(dtype, shape, cfg_name):
         for rep in range(reps):
             x, w13, w2 = _inputs(m, hidden, inter, dtype, gen)
             out = torch.full((m, hidden), float("nan"), dtype=dtype, device="cuda")
-            fused_swiglu_mlp(x, w13, w2, out=out, config=cfg)
+            _v4(x, w13, w2, out=out, config=cfg)
             torch.cuda.synchronize()
             msg = _error(out, x, w13, w2)
             if not _counters_clean():
@@ -96,14 +106,14 @@ def test_v4_bitwise_repeatable_and_graph_replay():
     gen = torch.Generator(device="cuda").manual_seed(5)
     x, w13, w2 = _inputs(m, hidden, inter, torch.bfloat16, gen)
     cfg = fused_mlp_onelaunch.one_launch_config(m, hidden, inter)
-    a = fused_swiglu_mlp(x, w13, w2, config=cfg)
-    b = fused_swiglu_mlp(x, w13, w2, config=cfg)
+    a = _v4(x, w13, w2, config=cfg)
+    b = _v4(x, w13, w2, config=cfg)
     assert torch.equal(a, b), "no data atomics: the same inputs must give the same bits"
     out = torch.empty(m, hidden, dtype=torch.bfloat16, device="cuda")
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g):
         for _ in range(3):  # three calls in one graph share the counters
-            fused_swiglu_mlp(x, w13, w2, out=out, config=cfg)
+            _v4(x, w13, w2, out=out, config=cfg)
     failures = []
     for rep in range(REPEATS):
         x.copy_(_inputs(m, hidden, inter, torch.bfloat16, gen)[0])
