@@ -31,6 +31,7 @@ __all__ = [
     "bus_factor",
     "op_bytes",
     "size_sweep",
+    "bandwidth_row",
     "run_collective",
     "run_sweep",
 ]
@@ -192,20 +193,28 @@ def run_collective(
     mine = torch.tensor([median(times)], dtype=torch.float64, device=device)
     every = torch.empty(n, dtype=torch.float64, device=device)
     dist.all_gather_into_tensor(every, mine, group=group)
-    per_rank = every.tolist()
-    if op == "sendrecv":  # only ranks 0 and 1 take part
-        t_s = max(per_rank[:2])
-    else:
-        t_s = sum(per_rank) / n
+    return bandwidth_row(op, s_bytes, every.tolist(), cfg.dtype, itemsize)
+
+
+def bandwidth_row(
+    op: str, s_bytes: int, per_rank_s: list[float], dtype: str, itemsize: int
+) -> dict[str, Any]:
+    """One record from each rank's median time (seconds), nccl-tests' definitions.
+
+    The time is the mean over ranks (sendrecv: the slower of ranks 0 and 1, the only two
+    that take part); algbw = S / time; busbw = algbw * :func:`bus_factor`.
+    """
+    n = len(per_rank_s)
+    t_s = max(per_rank_s[:2]) if op == "sendrecv" else sum(per_rank_s) / n
     algbw = s_bytes / t_s / 1e9
     return {
         "op": op,
         "world_size": n,
         "size_bytes": s_bytes,
         "count": s_bytes // itemsize,
-        "dtype": cfg.dtype,
+        "dtype": dtype,
         "time_us": t_s * 1e6,
-        "max_rank_time_us": max(per_rank) * 1e6,
+        "max_rank_time_us": max(per_rank_s) * 1e6,
         "algbw_gbps": algbw,
         "busbw_gbps": algbw * bus_factor(op, n),
     }
