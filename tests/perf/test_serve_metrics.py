@@ -52,21 +52,44 @@ def test_percentiles_match_numpy():
     assert m["input_throughput"] == pytest.approx(1010 / 2.0)
 
 
-def test_goodput_and_failures():
-    outs = _outputs(n=10)
-    outs.append(bs.RequestFuncOutput(success=False, error="Traceback...\nConnectionError: boom"))
-    m = serving_metrics([10] * 11, outs, duration_s=1.0, slo_ttft_ms=5.0, slo_tpot_ms=4.0)
-    good = sum(
-        1
-        for o in outs
-        if o.success
-        and o.ttft * 1000 <= 5.0
-        and (o.latency - o.ttft) / (o.output_len - 1) * 1000 <= 4.0
+def _req(ttft: float, latency: float, n: int):
+    gap = (latency - ttft) / (n - 1) if n > 1 else 0.0
+    return bs.RequestFuncOutput(
+        success=True, ttft=ttft, latency=latency, itl=[gap] * (n - 1), output_len=n, prompt_len=10
     )
-    assert m["good_requests"] == good == 4  # ttft 1..5 ms with gaps 1..5 ms: i=0..3
-    assert m["request_goodput"] == pytest.approx(good / 1.0)
+
+
+def test_goodput_matches_vllm_definition_by_hand():
+    """vLLM benchmark_serving's goodput: a successful request is good when every given SLO
+    holds with `<=` (TTFT, TPOT = (E2E - TTFT) / (n - 1), taken as 0 for n = 1, and E2E);
+    request_goodput = good / duration.  Times are binary fractions so the boundaries are exact.
+    """
+    outs = [
+        _req(0.0625, 0.3125, 5),  # A: TTFT 62.5, TPOT 62.5, E2E 312.5 ms -> good
+        _req(0.25, 0.5, 5),  # B: TTFT 250 > 125 -> bad
+        _req(0.125, 0.125, 1),  # C: TTFT 125 == SLO (good), one token: TPOT 0 -> good
+        _req(0.125, 0.625, 5),  # D: TPOT 125 > 100 -> bad
+        bs.RequestFuncOutput(success=False, error="Traceback...\nConnectionError: boom"),  # E
+        _req(0.0625, 1.5, 17),  # F: TPOT 89.84 ok, E2E 1500 > 1000 -> bad
+        _req(0.0625, 0.4375, 5),  # G: TPOT 93.75 -> good
+    ]
+    m = serving_metrics(
+        [10] * 7, outs, duration_s=2.0, slo_ttft_ms=125, slo_tpot_ms=100, slo_e2e_ms=1000
+    )
+    assert m["good_requests"] == 3  # A, C, G
+    assert m["request_goodput"] == pytest.approx(1.5)  # 3 / 2.0 s
+    assert m["goodput_fraction"] == pytest.approx(3 / 7)  # ours: of all 7 requests sent
+    assert m["slo"] == {"ttft_ms": 125, "tpot_ms": 100, "e2e_ms": 1000}
+    # only the TTFT SLO: B alone misses it (E failed) -> A, C, D, F, G
+    m = serving_metrics([10] * 7, outs, duration_s=2.0, slo_ttft_ms=125)
+    assert m["good_requests"] == 5 and m["request_goodput"] == pytest.approx(2.5)
+    # only TPOT: D misses it -> 5 good; the one-token request C counts as TPOT 0
+    m = serving_metrics([10] * 7, outs, duration_s=2.0, slo_tpot_ms=100)
+    assert m["good_requests"] == 5
+    # no SLO given: no goodput keys at all
+    assert "good_requests" not in serving_metrics([10] * 7, outs, duration_s=2.0)
     assert m["failed_requests"] == 1 and m["errors"] == {"ConnectionError: boom": 1}
-    assert m["completed"] == 10
+    assert m["completed"] == 6
 
 
 def test_all_failed_gives_zeros_not_crash():
