@@ -45,8 +45,9 @@ def nccl_version() -> str | None:
         return f"unavailable ({e})"
 
 
-def patch_status() -> str:
-    """``python -m sglang_ext.patch status`` output, or "unknown" where that tool is absent."""
+def patch_status(target: str | None = None) -> str:
+    """``python -m sglang_ext.patch status [--target T]`` output, or "unknown" where that tool
+    is absent.  ``target``: an sglang package directory (default: the installed sglang)."""
     for mod in ("sglang_ext.patch", "sglang_ext.patching"):
         try:
             spec = importlib.util.find_spec(mod)
@@ -57,7 +58,8 @@ def patch_status() -> str:
         is_pkg = spec.submodule_search_locations is not None
         if is_pkg and importlib.util.find_spec(mod + ".__main__") is None:
             continue
-        rc, out = _run([sys.executable, "-m", mod, "status"])
+        extra = ["--target", str(target)] if target is not None else []
+        rc, out = _run([sys.executable, "-m", mod, "status", *extra])
         return out if rc == 0 else f"`python -m {mod} status` failed ({rc}): {out[-500:]}"
     return "unknown"
 
