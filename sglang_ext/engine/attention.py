@@ -12,6 +12,7 @@ import logging
 
 import torch
 import torch.nn.functional as F
+from torch.nn.attention.bias import causal_lower_right
 
 __all__ = ["ATTENTION_BACKENDS", "resolve_backend", "attend", "sdpa_attend", "flashinfer_attend"]
 
@@ -42,22 +43,27 @@ def resolve_backend(name: str, device: torch.device | str) -> str:
 
 
 def sdpa_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -> torch.Tensor:
-    """q: [T, H, d]; k, v: [L, Hkv, d] with L == start + T. Returns [T, H, d]."""
+    """q: [T, H, d]; k, v: [L, Hkv, d] with L == start + T. Returns [T, H, d].
+
+    The first chunk and single-token decode use SDPA's GQA support (no copy of the KV heads;
+    flash on CUDA). A later chunk attends to the whole prefix and causally within itself: the
+    mask is SDPA's ``causal_lower_right`` bias (dispatched to the fused kernels on CUDA, no
+    [T, L] mask materialised), over KV heads repeated for their query groups (HF order).
+    """
     T, L = q.shape[0], k.shape[0]
     assert L == start + T, (L, start, T)
     qh, kh, vh = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # [H, T|L, d]
-    rep = qh.shape[0] // kh.shape[0]
-    if rep > 1:  # GQA: repeat each kv head for its query group (HF repeat_kv order)
-        kh = kh.repeat_interleave(rep, dim=0)
-        vh = vh.repeat_interleave(rep, dim=0)
+    gqa = qh.shape[0] != kh.shape[0]
     if start == 0:
-        out = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True)
+        out = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True, enable_gqa=gqa)
     elif T == 1:
-        out = F.scaled_dot_product_attention(qh, kh, vh)
+        out = F.scaled_dot_product_attention(qh, kh, vh, enable_gqa=gqa)
     else:  # query i (position start+i) sees keys 0..start+i
-        pos_q = torch.arange(start, L, device=q.device)[:, None]
-        mask = torch.arange(L, device=q.device)[None, :] <= pos_q  # [T, L]
-        out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask)
+        rep = qh.shape[0] // kh.shape[0]
+        if rep > 1:
+            kh = kh.repeat_interleave(rep, dim=0)
+            vh = vh.repeat_interleave(rep, dim=0)
+        out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=causal_lower_right(T, L))
     return out.transpose(0, 1)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sglang_ext.cli import add_dataclass_args, dataclass_from_args
 from sglang_ext.engine.attention import ATTENTION_BACKENDS
+from sglang_ext.engine.pipeline import CHUNK_SCHEDULES
 
 __all__ = ["PrefillConfig", "add_cli_args", "from_cli_args", "DTYPES", "SYNC_CHOICES"]
 
@@ -34,6 +35,16 @@ class PrefillConfig:
     prompt_ids: list[int] | None = _f(None, "prompt token ids, comma separated", comma=True)
     prompt_len: int | None = _f(None, "random prompt of this many tokens (seeded by --seed)")
     chunk_size: int = _f(128, "tokens per sequence chunk; the last chunk may be shorter")
+    chunk_schedule: str = _f(
+        "fixed",
+        "fixed: chunks of --chunk-size tokens; balanced: as many chunks, of equal causal cost",
+        choices=CHUNK_SCHEDULES,
+    )
+    attn_ratio: float | None = _f(
+        None,
+        "balanced schedule: attention cost of one (query, key) pair over one token's linear "
+        "cost (default: from the model's FLOPs)",
+    )
     stage_split: list[int] | None = _f(
         None, "layers per pipeline stage, comma separated (default: balanced)", comma=True
     )
@@ -69,6 +80,12 @@ class PrefillConfig:
             raise ValueError(f"--chunk-size must be >= 1, got {self.chunk_size}")
         if self.max_new_tokens < 1:
             raise ValueError(f"--max-new-tokens must be >= 1, got {self.max_new_tokens}")
+        if self.chunk_schedule not in CHUNK_SCHEDULES:
+            raise ValueError(
+                f"--chunk-schedule {self.chunk_schedule!r}; choose one of {CHUNK_SCHEDULES}"
+            )
+        if self.attn_ratio is not None and self.attn_ratio < 0:
+            raise ValueError(f"--attn-ratio must be >= 0, got {self.attn_ratio}")
         if self.sync not in SYNC_CHOICES:
             raise ValueError(f"--sync {self.sync!r} unknown; choose one of {SYNC_CHOICES}")
         if self.attention_backend not in ATTENTION_BACKENDS:

@@ -94,23 +94,8 @@ class ModelArgs:
         return cls(**kw)
 
 
-# Qwen3-30B-A3B shapes with the experts pruned to one (random weights, for timing).
-DUMMY_PRESETS: dict[str, dict[str, Any]] = {
-    "qwen3-30b-a3b-1e": dict(
-        vocab_size=151936,
-        hidden_size=2048,
-        num_hidden_layers=48,
-        num_attention_heads=32,
-        num_key_value_heads=4,
-        head_dim=128,
-        intermediate_size=6144,
-        moe_intermediate_size=768,
-        num_experts=1,
-        num_experts_per_tok=1,
-        rms_norm_eps=1e-6,
-        rope_theta=1_000_000.0,
-    ),
-    # A CPU-sized shape for the benchmark on small machines.
+# The CPU-sized bench shape (not a real model; the real shapes come from sglang_ext.presets).
+_CPU_SHAPES: dict[str, dict[str, Any]] = {
     "tiny-moe-1e": dict(
         vocab_size=4096,
         hidden_size=256,
@@ -124,6 +109,22 @@ DUMMY_PRESETS: dict[str, dict[str, Any]] = {
         num_experts_per_tok=1,
     ),
 }
+
+
+def _preset_shapes() -> dict[str, dict[str, Any]]:
+    """ModelArgs fields of every random-weight shape: the real one-expert presets
+    (``sglang_ext.presets``, the one definition of the Qwen3 shapes) and the CPU bench shape."""
+    from sglang_ext.presets import PRESETS, preset_config
+
+    names = {f.name for f in dataclasses.fields(ModelArgs)}
+    out = {}
+    for name in PRESETS:
+        args = ModelArgs.from_hf_config(preset_config(name))
+        out[name] = {k: v for k, v in dataclasses.asdict(args).items() if k in names}
+    return {**out, **_CPU_SHAPES}
+
+
+DUMMY_PRESETS: dict[str, dict[str, Any]] = _preset_shapes()
 
 
 class RMSNorm(nn.Module):

@@ -3,10 +3,13 @@ and the summary of measured per-rank records that the model is compared with.
 
 Model, for a prompt of P tokens in K = ceil(P / chunk) chunks over N stages:
 
-* compute of one chunk on one stage: ``t_c = T1 / (K * N)`` (T1: one rank, whole model);
-* fill-drain pipeline: ``K + N - 1`` steps of ``t_c`` (see ``pipeline.schedule``), plus
-  ``N - 1`` activation hops ``alpha + chunk * D * bytes / bw`` on the critical path;
-* bubble fraction of a stage: ``(N - 1) / (K + N - 1)``;
+* compute of chunk k on one stage: ``t_k = T1 / N * cost_k / sum(cost)`` (T1: one rank, whole
+  model), with ``cost`` of ``pipeline.chunk_cost``: equal chunks cost the same only when the
+  attention-to-linear ratio ``attn_ratio`` is 0 (then ``t_k = T1 / (K * N)``);
+* the pipeline is a flow shop (``pipeline.pipeline_makespan``): with equal chunks, ``K + N - 1``
+  steps of ``t_c`` (see ``pipeline.schedule``), plus ``N - 1`` activation hops
+  ``alpha + chunk * D * bytes / bw`` on the critical path;
+* bubble fraction of a stage: idle over makespan, ``(N - 1) / (K + N - 1)`` for equal chunks;
 * KV sync: each rank receives ``(N - 1) / N`` of the KV (``P * L * 2 * Hkv * d * bytes``) in
   ``N - 1`` steps, ``(N - 1) * alpha + (N - 1) / N * kv / bw`` for both strategies (a ring
   all_gather moves the same volume); it cannot finish before the last stage's KV is final,
@@ -20,7 +23,47 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PrefillModelInputs", "predict_prefill", "summarize_ranks"]
+from sglang_ext.engine.pipeline import (
+    chunk_cost,
+    pipeline_makespan,
+    split_chunks,
+    split_chunks_balanced,
+)
+
+__all__ = [
+    "PrefillModelInputs",
+    "attn_ratio_from_flops",
+    "fit_attn_ratio",
+    "predict_prefill",
+    "summarize_ranks",
+]
+
+
+def attn_ratio_from_flops(
+    *, hidden_size: int, num_heads: int, num_kv_heads: int, head_dim: int, mlp_size: int
+) -> float:
+    """Attention FLOPs of one (query, key) pair over the linear FLOPs of one token, per layer.
+
+    A pair costs ``2 * 2 * H * d`` (QK^T and PV); a token costs ``2 * params`` with the layer's
+    projections ``D * (H + 2 Hkv) * d + H * d * D`` and the (one-expert) MLP ``3 * D * I``.
+    """
+    params = hidden_size * (num_heads + 2 * num_kv_heads) * head_dim
+    params += num_heads * head_dim * hidden_size + 3 * hidden_size * mlp_size
+    return 4 * num_heads * head_dim / (2 * params)
+
+
+def fit_attn_ratio(p1: int, t1_s: float, p2: int, t2_s: float) -> float:
+    """``attn_ratio`` from one-rank prefill times at two prompt lengths, fitting
+    ``T(P) = a * P + b * P (P + 1) / 2`` (linear work per token, attention per pair): ``b / a``."""
+    if p1 == p2:
+        raise ValueError("fit_attn_ratio needs two different prompt lengths")
+    q1, q2 = p1 * (p1 + 1) / 2, p2 * (p2 + 1) / 2
+    det = p1 * q2 - p2 * q1
+    a = (t1_s * q2 - t2_s * q1) / det
+    b = (p1 * t2_s - p2 * t1_s) / det
+    if a <= 0:
+        raise ValueError(f"fit gives a non-positive linear cost ({a}): times {t1_s}, {t2_s}")
+    return max(b, 0.0) / a
 
 
 @dataclass(kw_only=True, slots=True)
@@ -40,6 +83,10 @@ class PrefillModelInputs:
     """bytes per activation element"""
     bw_bytes_per_s: float = 2e9
     latency_s: float = 50e-6
+    attn_ratio: float = 0.0
+    """attention cost of one (query, key) pair over one token's linear cost (0: ignore)"""
+    chunk_schedule: str = "fixed"
+    """``fixed`` chunks of ``chunk_size`` or ``balanced`` (equal cost, as many chunks)"""
 
     def __post_init__(self) -> None:
         if min(self.prompt_len, self.chunk_size, self.n_stages, self.n_layers) < 1:
@@ -50,13 +97,23 @@ class PrefillModelInputs:
 
 def predict_prefill(m: PrefillModelInputs) -> dict[str, float]:
     K, N = math.ceil(m.prompt_len / m.chunk_size), m.n_stages
-    t_c = m.t1_compute_s / (K * N)
-    compute_s = (K + N - 1) * t_c
+    if m.chunk_schedule == "balanced":
+        bounds = split_chunks_balanced(m.prompt_len, K, m.attn_ratio)
+    elif m.chunk_schedule == "fixed":
+        bounds = split_chunks(m.prompt_len, m.chunk_size)
+    else:
+        raise ValueError(f"chunk_schedule {m.chunk_schedule!r}: choose fixed or balanced")
+    cost = [chunk_cost(a, b, m.attn_ratio) for a, b in bounds]
+    total = sum(cost)
+    t_k = [m.t1_compute_s / N * c / total for c in cost]  # one chunk on one stage
+    t_c = max(t_k)
+    compute_s = pipeline_makespan(t_k, N)
     hop_s = (
         m.latency_s
         + min(m.chunk_size, m.prompt_len) * m.hidden_size * m.act_bytes / m.bw_bytes_per_s
     )
-    act_comm_s = (N - 1) * hop_s
+    act_comm_s = pipeline_makespan(t_k, N, hop_s) - compute_s
+    bubble_s = max(0.0, compute_s - m.t1_compute_s / N)  # idle time of each stage (rounding: >= 0)
     kv_total = m.prompt_len * m.n_layers * m.kv_bytes_per_token_layer
     sync_s = (N - 1) * m.latency_s + (N - 1) / N * kv_total / m.bw_bytes_per_s if N > 1 else 0.0
     prefill_s = compute_s + act_comm_s
@@ -65,8 +122,8 @@ def predict_prefill(m: PrefillModelInputs) -> dict[str, float]:
         "n_chunks": K,
         "chunk_stage_compute_s": t_c,
         "pipeline_compute_s": compute_s,
-        "bubble_s": (N - 1) * t_c,
-        "bubble_frac": (N - 1) / (K + N - 1),
+        "bubble_s": bubble_s,
+        "bubble_frac": bubble_s / compute_s if compute_s > 0 else 0.0,
         "act_comm_s": act_comm_s,
         "kv_sync_s": sync_s,
         "kv_sync_bytes_recv_per_rank": (N - 1) / N * kv_total,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,8 @@ from sglang_ext.engine.attention import resolve_backend
 from sglang_ext.engine.config import PrefillConfig
 from sglang_ext.engine.kv_sync import BackgroundKVSync, get_strategy
 from sglang_ext.engine.model import Qwen3ForCausalLM, load_model
-from sglang_ext.engine.pipeline import split_chunks, split_layers
+from sglang_ext.engine.perf_model import attn_ratio_from_flops
+from sglang_ext.engine.pipeline import split_chunks, split_chunks_balanced, split_layers
 from sglang_ext.engine.timing import Clock, RankTimings
 
 __all__ = ["EngineResult", "PrefillEngine", "resolve_prompt", "run", "run_in_groups"]
@@ -64,6 +66,23 @@ class PrefillEngine:
         self.backend = resolve_backend(cfg.attention_backend, device)
         self.strategy = get_strategy(cfg.sync)
 
+    def chunks(self, P: int) -> list[tuple[int, int]]:
+        """[start, end) of each prompt chunk under the configured schedule."""
+        cfg = self.cfg
+        if cfg.chunk_schedule == "fixed":
+            return split_chunks(P, cfg.chunk_size)
+        a = self.model.args
+        ratio = cfg.attn_ratio
+        if ratio is None:
+            ratio = attn_ratio_from_flops(
+                hidden_size=a.hidden_size,
+                num_heads=a.num_attention_heads,
+                num_kv_heads=a.num_key_value_heads,
+                head_dim=a.head_dim,
+                mlp_size=a.moe_intermediate_size if a.num_experts else a.intermediate_size,
+            )
+        return split_chunks_balanced(P, -(-P // cfg.chunk_size), ratio)
+
     def _dev_sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
@@ -72,7 +91,7 @@ class PrefillEngine:
     def generate(self, ids: list[int], *, keep_kv: bool = False) -> EngineResult:
         cfg, m, pp, r, n = self.cfg, self.model, self.groups.pipeline, self.rank, self.n
         P, D = len(ids), m.args.hidden_size
-        chunks = split_chunks(P, cfg.chunk_size)
+        chunks = self.chunks(P)
         layers = self.stages[r]
         caches = m.new_cache(P + cfg.max_new_tokens)
         ids_t = torch.tensor(ids, dtype=torch.long, device=self.device)
@@ -98,24 +117,25 @@ class PrefillEngine:
         dtype = m.lm_head.weight.dtype
         x = None
         tm.prefill_start_s = clock()
+        marks = _ChunkMarks(self.device)
         for c, (a, b) in enumerate(chunks):
-            t = clock()
+            marks.mark()
             if r == 0:
                 x = m.embed(ids_t[a:b])
             else:
                 x = self._recv_chunk((b - a, D), dtype, c)
-            t1 = clock()
+            marks.mark()
             x = m.run_layers(x, layers, caches, a, self.backend)  # x: [T, D]
-            self._dev_sync()
-            t2 = clock()
-            tm.chunk_recv_wait_s.append(t1 - t)
-            tm.chunk_compute_s.append(t2 - t1)
+            marks.mark()
             if r < n - 1:
                 pending.append((comm.isend(x, r + 1, group=pp), x))
             if cfg.fault_rank == r and cfg.fault_after_chunk == c:
                 sys.stderr.write(f"rank {r}: fault injection, exiting after chunk {c}\n")
                 sys.stderr.flush()
                 os._exit(1)
+        spans = marks.spans()  # one device sync, after the last chunk
+        tm.chunk_recv_wait_s = spans[0::2]
+        tm.chunk_compute_s = spans[1::2]
         syncer.kv_final()
         tm.kv_final_s = clock()
         try:
@@ -177,6 +197,31 @@ class PrefillEngine:
                 f"ranks {bad} decoded tokens different from rank 0 ({[t.tolist() for t in every]}); "
                 "the KV caches or weights differ between ranks"
             )
+
+
+class _ChunkMarks:
+    """Instants between which chunk phases run: host clock on CPU, CUDA events on GPU, so
+    the chunk loop never waits for the device (one synchronisation in :meth:`spans`)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.marks: list = []
+
+    def mark(self) -> None:
+        if self.cuda:
+            e = torch.cuda.Event(enable_timing=True)
+            e.record()
+            self.marks.append(e)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def spans(self) -> list[float]:
+        """Seconds between consecutive marks of each chunk (recv wait, compute, ...)."""
+        ms = self.marks
+        if self.cuda:
+            ms[-1].synchronize()
+            return [ms[i].elapsed_time(ms[i + 1]) / 1e3 for i in range(len(ms) - 1) if (i + 1) % 3]
+        return [ms[i + 1] - ms[i] for i in range(len(ms) - 1) if (i + 1) % 3]
 
 
 def resolve_prompt(cfg: PrefillConfig, vocab_size: int) -> list[int]:
