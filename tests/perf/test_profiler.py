@@ -2,6 +2,7 @@
 trace analysis on a synthetic GPU trace with hand-computed overlap."""
 
 import json
+import time
 
 import pytest
 import torch
@@ -69,7 +70,33 @@ def test_two_rank_qwen3(tmp_path):
         )
         b = res["breakdown"]
         assert b["comm_us"] > 0 and b["compute_us"] > 0 and b["span_us"] >= b["compute_us"]
-        assert res["bottlenecks"] and "profiler_overhead_pct" in res
+        assert res["bottlenecks"]
+
+
+class _OneLayer(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.layers = torch.nn.ModuleList([torch.nn.Linear(2, 2)])
+
+
+def test_overhead_is_profiled_against_unprofiled_in_the_same_run(tmp_path):
+    """A step the profiler cannot see (a 50 ms sleep) costs the same with and without it; a
+    step of 3000 tiny ops, each of which the profiler records, costs clearly more under it."""
+    cfg = ProfileConfig(name="ovh", out_dir=str(tmp_path), iters=3, warmup=1, profile_memory=False)
+    sleepy = profile_model(_OneLayer(), lambda: time.sleep(0.05), cfg)
+    assert sleepy["iter_ms"] >= 50 and sleepy["profiled_iter_ms"] >= 50
+    assert abs(sleepy["profiler_overhead_pct"]) < 50, sleepy["profiler_overhead_pct"]
+    x = torch.zeros(1)
+
+    def tiny_ops():
+        for _ in range(3000):
+            x.add_(1)
+
+    busy = profile_model(_OneLayer(), tiny_ops, cfg)
+    assert busy["profiler_overhead_pct"] > 10, busy["profiler_overhead_pct"]
+    assert busy["profiler_overhead_pct"] > sleepy["profiler_overhead_pct"]
+    ops = busy["op_time_us"]  # the trace holds the ops it recorded: 3000 per iteration
+    assert "aten::add_" in ops
 
 
 def test_bad_pattern_names_modules():

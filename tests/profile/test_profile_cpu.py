@@ -132,3 +132,22 @@ def test_one_chrome_trace_per_rank(runs):
             assert {"layer::L0", "layer::L1", "comm::all_reduce"} <= names, (mode, r)
         assert [rk["rank"] for rk in recs[mode]["metrics"]["ranks"]] == [0, 1]
         assert isinstance(recs[mode]["metrics"]["overhead_pct"], float)
+
+
+def test_tp_vs_dp_report(runs, tmp_path):
+    from sglang_ext.profile.report import make_report, pick_pair
+
+    _, recs = runs
+    # the module's two runs differ in phase on purpose (both formulas above are checked):
+    # the report refuses to pair them, then plots them once told they match
+    with pytest.raises(ValueError, match="same phase"):
+        pick_pair([recs["tp"], recs["dp"]])
+    dp = json.loads(json.dumps(recs["dp"]))
+    dp["config"].update({k: recs["tp"]["config"][k] for k in ("phase", "input_len")})
+    paths = make_report([recs["tp"], dp], tmp_path)
+    assert [p.name for p in paths] == [
+        "profile_layers_tp_vs_dp.png",
+        "profile_heatmap_tp_vs_dp.png",
+        "profile_comm_bytes_tp_vs_dp.png",
+    ]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
