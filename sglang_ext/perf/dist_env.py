@@ -1,12 +1,24 @@
-"""Process-group set-up for benches: torchrun env, a single process, or locally spawned ranks.
+"""Process-group set-up for benches and tests: torchrun env, a single process, or local ranks.
 
-Every rank gets a timeout so a crashed peer ends the run with an error instead of a hang.
+Every rank gets a process-group timeout so a crashed peer ends the run with an error
+instead of a hang, and :func:`run_spawned` puts one overall deadline on a group of
+locally spawned ranks: a rank that dies or hangs ends the call with an error naming it,
+and no rank outlives the call.
+
+The rendezvous needs no port chosen in advance: the parent binds a ``TCPStore`` on port 0
+(the kernel assigns it while it is bound, so nothing can take it in between) and the ranks
+join it as clients, the way torchrun's agent hosts the store for its workers
+(``TORCHELASTIC_USE_AGENT_STORE``).  A world of one uses an in-process ``HashStore``.
 """
 
 from __future__ import annotations
 
 import datetime
+import faulthandler
+import logging
 import os
+import signal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,9 +26,9 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from .server_process import free_port
+__all__ = ["init_dist", "spawn_ranks", "run_spawned", "bench_device"]
 
-__all__ = ["init_dist", "spawn_ranks", "bench_device"]
+logger = logging.getLogger(__name__)
 
 
 def bench_device(backend: str) -> torch.device:
@@ -34,26 +46,88 @@ def init_dist(
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
     if backend == "nccl" and not torch.cuda.is_available():
         raise ValueError("backend nccl needs CUDA; use --backend gloo on CPU")
-    os.environ.setdefault("RANK", "0")
-    os.environ.setdefault("WORLD_SIZE", "1")
-    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-    os.environ.setdefault("MASTER_PORT", str(free_port()))
     device = bench_device(backend)
+    timeout = datetime.timedelta(seconds=timeout_s)
     if not dist.is_initialized():
         kw: dict[str, Any] = {"device_id": device} if backend == "nccl" else {}
-        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_s), **kw)
+        if "RANK" in os.environ:  # torchrun or run_spawned: env:// rendezvous
+            dist.init_process_group(backend, timeout=timeout, **kw)
+        else:  # a world of one needs no network rendezvous at all
+            dist.init_process_group(
+                backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout, **kw
+            )
     group = dist.new_group(list(range(dist.get_world_size())), backend=backend)
     return group, device
 
 
-def _entry(rank: int, world: int, port: int, fn: Callable, args: tuple, timeout_s: float) -> None:
+def _rank_entry(rank: int, fn: Callable, world: int, port: int, args: tuple) -> None:
     os.environ.update(
         RANK=str(rank),
         WORLD_SIZE=str(world),
         LOCAL_RANK=str(rank),
+        LOCAL_WORLD_SIZE=str(world),
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
+        TORCHELASTIC_USE_AGENT_STORE="True",  # the parent hosts the store (see module doc)
     )
+    # on the deadline the parent sends SIGUSR1 first: every thread's stack goes to stderr
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    fn(rank, *args)
+
+
+def run_spawned(fn: Callable, world: int, *args: Any, deadline_s: float) -> None:
+    """Run ``fn(rank, *args)`` in ``world`` spawned processes, all done within ``deadline_s``.
+
+    Each rank finds the torch.distributed env (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``,
+    ``MASTER_PORT``) set for an ``env://`` rendezvous on the parent's store.  A rank that
+    raises or exits non-zero ends the call with ``RuntimeError`` naming it (the others are
+    killed); ranks still running at the deadline get their stacks dumped, are killed, and
+    the call raises ``TimeoutError`` naming them.  ``fn`` must be picklable (module level).
+    """
+    if world < 1:
+        raise ValueError(f"world must be >= 1, got {world}")
+    store = dist.TCPStore("127.0.0.1", 0, world, is_master=True, wait_for_workers=False)
+    ctx = mp.start_processes(
+        _rank_entry,
+        args=(fn, world, store.port, args),
+        nprocs=world,
+        start_method="spawn",
+        join=False,
+    )
+    t_end = time.monotonic() + deadline_s
+    try:
+        while True:
+            left = t_end - time.monotonic()
+            try:
+                if ctx.join(timeout=max(0.05, min(1.0, left))):
+                    return
+            except mp.ProcessRaisedException as e:
+                raise RuntimeError(f"rank {e.error_index} of {world} failed:\n{e}") from None
+            except mp.ProcessExitedException as e:
+                raise RuntimeError(
+                    f"rank {e.error_index} of {world} died (exit code {e.exit_code}"
+                    f"{', signal ' + e.signal_name if e.signal_name else ''})"
+                ) from None
+            if left <= 0:
+                alive = [r for r, p in enumerate(ctx.processes) if p.is_alive()]
+                for r in alive:
+                    os.kill(ctx.processes[r].pid, signal.SIGUSR1)
+                time.sleep(1.0)  # let faulthandler write the stacks
+                done = [r for r in range(world) if r not in alive]
+                raise TimeoutError(
+                    f"rank(s) {alive} of {world} still running after the {deadline_s:.0f} s "
+                    f"deadline (finished: {done or 'none'}); killed them, stacks on stderr"
+                )
+    finally:
+        for p in ctx.processes:
+            if p.is_alive():
+                p.kill()
+        for p in ctx.processes:
+            p.join(5)
+        del store
+
+
+def _entry(rank: int, fn: Callable, args: tuple, timeout_s: float) -> None:
     group, device = init_dist("gloo", timeout_s=timeout_s)
     try:
         fn(rank, group, device, *args)
@@ -61,16 +135,12 @@ def _entry(rank: int, world: int, port: int, fn: Callable, args: tuple, timeout_
         dist.destroy_process_group()
 
 
-def spawn_ranks(fn: Callable, world: int, *args: Any, timeout_s: float = 120.0) -> None:
+def spawn_ranks(
+    fn: Callable, world: int, *args: Any, timeout_s: float = 120.0, deadline_s: float = 1800.0
+) -> None:
     """Run ``fn(rank, group, device, *args)`` on ``world`` local gloo ranks (CPU).
 
-    ``fn`` must be picklable (module level).  A failing rank fails the call; the others
-    stop at their next collective when the gloo timeout expires or their peer is gone.
+    ``timeout_s`` is each collective's gloo timeout; ``deadline_s`` bounds the whole run
+    (see :func:`run_spawned`).  ``fn`` must be picklable (module level).
     """
-    mp.start_processes(
-        _entry,
-        args=(world, free_port(), fn, args, timeout_s),
-        nprocs=world,
-        start_method="spawn",
-        join=True,
-    )
+    run_spawned(_entry, world, fn, args, timeout_s, deadline_s=deadline_s)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import socket
-
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 from sglang_ext.distributed.dims import ParallelDims
 from sglang_ext.engine.kv_sync import STRATEGIES, get_strategy
+from sglang_ext.perf.dist_env import run_spawned
 
 SIZES = [2, 1, 3]  # uneven stages: layers per rank
 
@@ -21,10 +18,7 @@ def _stage_kv(s: int) -> torch.Tensor:
     return torch.randn(SIZES[s], 2, 5, 2, 4, generator=g)
 
 
-def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(
-        RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
-    )
+def _worker(rank: int, world: int, out: str) -> None:
     from sglang_ext.distributed import comm
     from sglang_ext.distributed.dims import build_engine_groups, init_distributed
 
@@ -44,15 +38,11 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
     torch.distributed.destroy_process_group()
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_strategies_and_comm(tmp_path):
     world = len(SIZES)
-    mp.spawn(_worker, args=(world, _port(), str(tmp_path)), nprocs=world, join=True)
+    # 3 ranks start in ~10 s and exchange a few small tensors; 120 s is far above that but
+    # well below pytest's timeout, and a hang or a dead rank fails naming the rank
+    run_spawned(_worker, world, world, str(tmp_path), deadline_s=120)
     for r in range(world):
         res = torch.load(tmp_path / f"rank{r}.pt")
         for name in STRATEGIES:

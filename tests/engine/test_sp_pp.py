@@ -8,17 +8,14 @@ past_key_values).
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
-from sglang_ext.net import free_port
+from sglang_ext.perf.dist_env import run_spawned
 
 P = 24  # prompt length; chunk 6 divides it, 5 and 7 do not
 MAX_NEW = 6
@@ -50,10 +47,7 @@ def _prompt() -> list[int]:
     return torch.randint(0, 256, (P,), generator=torch.Generator().manual_seed(3)).tolist()
 
 
-def _worker(rank: int, world: int, port: int, models: dict, cases: list, out: str) -> None:
-    os.environ.update(
-        RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
-    )
+def _worker(rank: int, models: dict, cases: list, out: str) -> None:
     torch.set_num_threads(1)
     from sglang_ext.distributed.dims import build_engine_groups, init_distributed
     from sglang_ext.engine.config import PrefillConfig
@@ -108,12 +102,9 @@ def hf_refs(tiny_models):
 @pytest.mark.parametrize("world", [1, 2, 3, 4])
 def test_sp_pp_matches_hf(world, tiny_models, hf_refs, tmp_path):
     cases = CASES[world]
-    mp.spawn(
-        _worker,
-        args=(world, free_port(), tiny_models, cases, str(tmp_path)),
-        nprocs=world,
-        join=True,
-    )
+    # up to 4 ranks, 4 tiny models each: ~20-40 s on 2 busy cores; the deadline is a hang
+    # guard well below pytest's timeout, and it names the rank that died or hung
+    run_spawned(_worker, world, tiny_models, cases, str(tmp_path), deadline_s=240)
     for i, (kind, sync, chunk, split) in enumerate(cases):
         ref = hf_refs[kind]
         for r in range(world):
@@ -141,7 +132,7 @@ def test_sp_pp_matches_hf(world, tiny_models, hf_refs, tmp_path):
 
 
 def test_dead_rank_ends_the_run(tiny_models, tmp_path):
-    """Rank 1 exits after chunk 1: the launcher exits non-zero, naming rank 1, in bounded time."""
+    """Rank 1 exits after chunk 1: the launcher exits non-zero naming rank 1; the others stop by themselves."""
     cmd = [
         sys.executable,
         "-m",
@@ -170,11 +161,14 @@ def test_dead_rank_ends_the_run(tiny_models, tmp_path):
         "--log-dir",
         str(tmp_path),
     ]
-    t0 = time.monotonic()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
-    elapsed = time.monotonic() - t0
+    # No wall-clock bound on the whole run (start-up of 3 ranks on 2 busy cores varies a
+    # lot).  What must hold is measured by the launcher itself from the moment rank 1 died:
+    # the survivors stop on their own within --grace-s (20 s), so the launcher never has
+    # to terminate them.  A regression (survivors hanging in recv) shows as that message.
+    # The subprocess timeout is only a hang guard.
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert proc.returncode != 0, proc.stderr
-    assert elapsed < 60, f"took {elapsed:.0f}s to notice the dead rank"
+    assert "still running after rank 1 died" not in proc.stderr, proc.stderr
     assert "rank 1 (pid" in proc.stderr and "exited with code 1" in proc.stderr, proc.stderr
     # the survivors fail by themselves (process-group error), naming the rank they lost
     assert re.search(r"receiving chunk \d+ from rank 1 failed", proc.stderr), proc.stderr
@@ -204,7 +198,7 @@ def test_cli_via_launcher_writes_records(tiny_models, tmp_path):
         "--log-dir",
         str(tmp_path),
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=90)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)  # hang guard
     assert proc.returncode == 0, proc.stderr
     recs = [next(read_jsonl(tmp_path / f"rank{r}.jsonl")) for r in range(2)]
     for r, rec in enumerate(recs):
