@@ -89,3 +89,17 @@ def test_merge_table_keeps_other_shapes_and_m(tmp_path):
     assert MlpLaunchConfig(**t["H=2048,I=96"]["4096"]) == b
     assert MlpLaunchConfig(**t["H=4096,I=192"]["1"]) == b
     assert list(t["H=2048,I=96"]) == ["1", "4096"]
+
+
+def test_experimental_kernels_stay_off_the_production_import_path():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from sglang_ext.kernels import fused_mlp, fused_mlp_dispatch; "
+        "from sglang_ext.layers import single_expert_moe; "
+        "print([m for m in sys.modules if m.startswith('sglang_ext.kernels.experimental')])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "[]", out.stdout
