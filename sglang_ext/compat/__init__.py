@@ -1,7 +1,14 @@
 """Compatibility helpers for running sglang 0.4.7 where parts of its stack are missing.
 
-``sgl_kernel/`` (a package directory here) is a torch stand-in for the ``sgl_kernel``
-extension (see its docstring).  The launcher puts :func:`standin_path` on ``PYTHONPATH`` of
+``sgl_kernel/`` (a package directory here) is a Triton/torch stand-in for the ``sgl_kernel``
+extension.  Its docstring lists every sgl_kernel (and vLLM) op sglang 0.4.7 reaches on the
+Qwen3 / Qwen3-MoE serving path on CUDA, traced from sglang's source: ``rmsnorm`` (final norm
+and the q/k norms over head_dim rows), ``fused_add_rmsnorm``,
+``apply_rope_with_cos_sin_cache_inplace`` (in place on the q/k views; vLLM's
+``rotary_embedding`` for other head sizes, patch 0015), ``silu_and_mul``, ``topk_softmax``
+and ``moe_align_block_size`` (several experts only); sampling (``--sampling-backend
+pytorch``) and the KV-cache writes use plain torch.  Each op is a Triton kernel in
+``sglang_ext.kernels`` beside its plain-torch reference; ``bench.py`` times the two.  The launcher puts :func:`standin_path` on ``PYTHONPATH`` of
 the server processes only when :func:`need_standin` is True.  Importing this package imports
 neither torch nor sglang nor the stand-in.
 """

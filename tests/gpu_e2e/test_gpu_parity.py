@@ -58,7 +58,7 @@ def _prompts(vocab: int, seed: int) -> list[list[int]]:
 def _serve(model: Path, dtype: str, mode: str, tmp: Path, env: dict[str, str]) -> ServerProcess:
     cmd = [sys.executable, "-m", "sglang_ext.launch_server", "--model-path", str(model),
            "--port", "{port}", "--tp-size", "1", "--single-expert-mode", mode,
-           "--dtype", dtype, "--skip-tokenizer-init", "--cuda-graph-max-bs", "8",
+           "--dtype", dtype, "--skip-tokenizer-init", "--cuda-graph-max-bs", "4",
            "--mem-fraction-static", "0.4", "--max-total-tokens", "32768"]  # fmt: skip
     return ServerProcess(cmd, "http://127.0.0.1:{port}", ready_timeout_s=400, env=env,
                          log_path=tmp / "server.log")  # fmt: skip
@@ -111,7 +111,7 @@ SHAPES = {  # name: TinyMoEConfig fields
     "hd128-h256": dict(hidden_size=256, head_dim=128, num_attention_heads=4,
                        num_key_value_heads=4, num_hidden_layers=2, moe_intermediate_size=128),
 }  # fmt: skip
-CASES = [("hd32-h192", "tp"), ("hd32-h192", "dp"), ("hd64-h193", "tp"), ("hd128-h256", "dp")]
+CASES = [("hd32-h192", "tp"), ("hd64-h193", "tp"), ("hd128-h256", "dp")]
 
 
 @pytest.fixture(scope="module")
