@@ -1,7 +1,9 @@
 """Load a running sglang / OpenAI-compatible server and append a serving record.
 
   python bench/serve_load.py --base-url http://127.0.0.1:30000 --num-prompts 200 --qps 4 \
-      --sequence-length 512 --output-length 128 --tokenizer /path/to/model
+      --sequence-length 512 --output-length 128
+  (random prompts from the server's own tokenizer, found through its /get_model_info;
+   --tokenizer PATH or --vocab-size N where that path is not readable on this machine)
   python bench/serve_load.py --measure-client-overhead   # the client's own cost
 """
 

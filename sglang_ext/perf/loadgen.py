@@ -21,7 +21,14 @@ import numpy as np
 from .bench_serving_compat import REQUEST_FUNCS, bench_serving_args
 from .gpumem import gpu_memory
 
-__all__ = ["LoadConfig", "LoadResult", "make_prompts", "run_load", "run_load_sync"]
+__all__ = [
+    "LoadConfig",
+    "LoadResult",
+    "make_prompts",
+    "run_load",
+    "run_load_sync",
+    "server_tokenizer_path",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +68,12 @@ class LoadConfig:
         },
     )
     tokenizer: str | None = field(
-        default=None, metadata={"help": "local tokenizer path (text prompts, retokenized counts)"}
+        default=None,
+        metadata={"help": "local tokenizer path (default: the server's, from its /get_model_info)"},
     )
     vocab_size: int | None = field(
-        default=None, metadata={"help": "vocab size for random ids without --tokenizer"}
+        default=None,
+        metadata={"help": "vocab size for random ids without a tokenizer (no server lookup)"},
     )
     seed: int = field(default=0, metadata={"help": "seed for prompts and arrivals"})
     warmup_requests: int = field(
@@ -103,11 +112,10 @@ class LoadConfig:
             )
         if self.backend not in REQUEST_FUNCS:
             raise ValueError(f"backend {self.backend!r} is not one of {sorted(REQUEST_FUNCS)}")
-        if self.prompt_kind == "text" and self.tokenizer is None:
-            raise ValueError("prompt_kind='text' needs a local tokenizer: pass tokenizer=PATH")
-        if self.prompt_kind == "ids" and self.tokenizer is None and self.vocab_size is None:
+        if self.prompt_kind == "text" and self.tokenizer is None and self.vocab_size is not None:
             raise ValueError(
-                "random id prompts need the vocabulary: pass tokenizer=PATH or vocab_size=N"
+                "prompt_kind='text' needs a tokenizer, not vocab_size: pass tokenizer=PATH "
+                "(or neither, to use the server's tokenizer)"
             )
         if self.prompt_kind not in ("ids", "text"):
             raise ValueError(f"prompt_kind must be 'ids' or 'text', got {self.prompt_kind!r}")
@@ -122,6 +130,9 @@ class LoadResult:
     duration_s: float
     gpu_memory: list[dict[str, Any]]
     peak_gpu_mem_used_gb: float | None
+    scheduled_s: list[float] = field(default_factory=list)  # planned send offsets
+    sent_s: list[float] = field(default_factory=list)  # actual send offsets (>= planned)
+    tokenizer_path: str | None = None  # where the prompts' vocabulary came from
 
 
 def make_prompts(
@@ -154,6 +165,38 @@ def _load_tokenizer(path: str | None) -> Any | None:
     return AutoTokenizer.from_pretrained(path)
 
 
+async def server_tokenizer_path(base_url: str, timeout_s: float = 10.0) -> str:
+    """The tokenizer the server at ``base_url`` uses, from sglang's ``/get_model_info``
+    (``tokenizer_path``, else ``model_path``); ValueError naming the fix if there is none."""
+    import aiohttp
+
+    url = base_url.rstrip("/") + "/get_model_info"
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout_s)) as s:
+            async with s.get(url) as r:
+                r.raise_for_status()
+                info = await r.json(content_type=None)
+    except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as e:
+        raise ValueError(
+            f"random prompts need the vocabulary and {url} did not give it "
+            f"({type(e).__name__}: {e}): pass --tokenizer PATH or --vocab-size N"
+        ) from None
+    path = info.get("tokenizer_path") or info.get("model_path")
+    if not path:
+        raise ValueError(f"{url} names no model_path: pass --tokenizer PATH or --vocab-size N")
+    return str(path)
+
+
+def _load_server_tokenizer(path: str, url: str) -> Any:
+    try:
+        return _load_tokenizer(path)
+    except (OSError, ValueError) as e:
+        raise ValueError(
+            f"the server at {url} uses the tokenizer {path!r}, which cannot be loaded here "
+            f"({type(e).__name__}: {str(e)[:200]}): pass --tokenizer PATH or --vocab-size N"
+        ) from None
+
+
 async def _gpu_sampler(stop: asyncio.Event, peak: list[float]) -> None:
     while not stop.is_set():
         mem = await asyncio.to_thread(gpu_memory)
@@ -169,6 +212,11 @@ async def run_load(cfg: LoadConfig, tokenizer: Any | None = None) -> LoadResult:
     """Run the load described by ``cfg``; failures are recorded per request, not raised."""
     from tqdm.asyncio import tqdm
 
+    tok_path = cfg.tokenizer
+    if tokenizer is None and cfg.tokenizer is None and cfg.vocab_size is None:
+        tok_path = await server_tokenizer_path(cfg.base_url)
+        tokenizer = await asyncio.to_thread(_load_server_tokenizer, tok_path, cfg.base_url)
+        log.info("prompts from the server's tokenizer %s (%d tokens)", tok_path, len(tokenizer))
     tokenizer = tokenizer if tokenizer is not None else _load_tokenizer(cfg.tokenizer)
     rng = np.random.default_rng(cfg.seed)
     prompts = make_prompts(cfg, tokenizer, rng)
@@ -211,6 +259,8 @@ async def run_load(cfg: LoadConfig, tokenizer: Any | None = None) -> LoadResult:
 
         tasks: list[asyncio.Task] = []
         plens: list[int] = []
+        scheduled: list[float] = []
+        sent: list[float] = []
         start = time.perf_counter()
         next_t = 0.0
         i = 0
@@ -230,6 +280,8 @@ async def run_load(cfg: LoadConfig, tokenizer: Any | None = None) -> LoadResult:
                 break
             prompt, plen = next(prompts)
             plens.append(plen)
+            scheduled.append(next_t)
+            sent.append(time.perf_counter() - start)
             tasks.append(asyncio.create_task(_one(_input(prompt, plen))))
             i += 1
         outputs = await asyncio.gather(*tasks)
@@ -246,6 +298,9 @@ async def run_load(cfg: LoadConfig, tokenizer: Any | None = None) -> LoadResult:
         duration_s=duration,
         gpu_memory=mem,
         peak_gpu_mem_used_gb=peak[0] if mem else None,
+        scheduled_s=scheduled,
+        sent_s=sent,
+        tokenizer_path=tok_path,
     )
 
 
