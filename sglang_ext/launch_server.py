@@ -5,6 +5,11 @@ With no ``--model-path`` it serves the embedded default (a one-expert Qwen3-MoE
 built locally). The patch series is in force in every server process: either the
 installed sglang carries it, or a patched copy is put first on ``sys.path`` and
 ``PYTHONPATH`` before sglang is imported, which the spawned ranks inherit.
+
+It binds its HTTP port before anything else (a port in use fails at once, naming it),
+ends within seconds when any server process dies (naming it), exits 0 after SIGTERM
+once the server has shut down, and leaves no process behind (``serving/lifecycle.py``,
+``serving/sglang_hooks.py``). Known noise is dropped from the log (``serving/quiet.py``).
 """
 
 from __future__ import annotations
@@ -12,11 +17,48 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from pathlib import Path
+
+from sglang_ext.serving import quiet
 
 __all__ = ["main"]
 
 logger = logging.getLogger("sglang_ext.launch_server")
+
+if __name__ == "__mp_main__":  # multiprocessing's spawn re-imports us first in every child
+    quiet.install()
+
+USAGE = """\
+usage: python -m sglang_ext.launch_server [--single-expert-mode {tp,dp}] [sglang flags]
+
+sglang 0.4.7's server (sglang.launch_server) with sglang-ext's patches in force.
+
+sglang-ext flags:
+  --single-expert-mode {tp,dp}
+                        serve a one-expert MoE: tp shards the expert over the TP ranks,
+                        dp replicates it and splits the tokens between the ranks
+                        (env SINGLE_EXPERT_MODE works too; the flag wins)
+  no --model-path       serve the embedded default one-expert model (built on first use
+                        under $SGLANG_EXT_CACHE, default ~/.cache/sglang_ext)
+  on a machine without CUDA, --device cpu --attention-backend torch_native
+  --max-total-tokens 8192 are added unless given.
+"""
+
+
+def _help_text() -> str:
+    """Our flags, then sglang's (from its own parser; nothing is built or written)."""
+    import argparse
+
+    try:
+        from sglang.srt.server_args import ServerArgs
+
+        parser = argparse.ArgumentParser(prog="sglang.launch_server", add_help=False)
+        ServerArgs.add_cli_args(parser)
+        theirs = parser.format_help()
+    except Exception as e:  # noqa: BLE001 - an sglang that cannot import still gets our help
+        theirs = f"(run `python -m sglang.launch_server --help`; importing it here failed: {e!r})"
+    return f"{USAGE}\nsglang's flags:\n{theirs}"
 
 
 def _announce(server_args, mode: str | None) -> None:
@@ -32,15 +74,38 @@ def _announce(server_args, mode: str | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="[sglang-ext] %(message)s")
+    from sglang_ext.net import PortInUseError
+    from sglang_ext.serving.args import flag_value, http_address
+    from sglang_ext.serving.lifecycle import Supervisor, bind_http
+
+    quiet.install(eplb=flag_value(argv, "--enable-eplb") is not None)
+    quiet.use_our_prefix()
     if "-h" in argv or "--help" in argv:
-        print(
-            "python -m sglang_ext.launch_server [--single-expert-mode {dp,tp}] "
-            "[sglang.launch_server flags]\n  --single-expert-mode  serve a one-expert MoE "
-            "with the expert sharded over TP ranks (tp) or replicated with tokens split "
-            "between ranks (dp); env SINGLE_EXPERT_MODE works too.\n  Without "
-            "--model-path the embedded default model is served.\nsglang's flags follow.\n"
-        )
+        print(_help_text())
+        return 0
+    try:
+        sock = bind_http(*http_address(argv))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except PortInUseError as e:
+        print(f"error: {e.strerror}", file=sys.stderr)
+        return 1
+    supervisor = Supervisor()
+    supervisor.handle_signals()
+    try:
+        rc = _launch(argv, sock, supervisor)
+    except SystemExit as e:  # sglang's own argument errors (argparse) and the like
+        supervisor.exit(e.code if isinstance(e.code, int) else 1, "exiting")
+    except BaseException as e:  # noqa: BLE001 - any failure ends every process we started
+        logger.exception("launch failed")
+        supervisor.exit(1, f"launch failed: {e!r}")
+    sock.close()
+    return rc
+
+
+def _launch(argv: list[str], sock, supervisor) -> int:
+    """Plan, patch, start sglang; returns only for bad input (2), never once serving."""
     import torch
 
     from sglang_ext import compat
@@ -70,14 +135,21 @@ def main(argv: list[str] | None = None) -> int:
 
     from sglang.srt.entrypoints.http_server import launch_server
     from sglang.srt.server_args import prepare_server_args
-    from sglang.srt.utils import kill_process_tree
+
+    from sglang_ext.serving.sglang_hooks import SglangHooks
 
     server_args = prepare_server_args(plan.sglang_argv)
-    try:
-        launch_server(server_args, launch_callback=lambda: _announce(server_args, plan.single_expert_mode))
-    finally:
-        kill_process_tree(os.getpid(), include_parent=False)
-    return 0
+    ready = threading.Event()
+
+    def on_ready() -> None:
+        ready.set()
+        _announce(server_args, plan.single_expert_mode)
+
+    SglangHooks(supervisor, sock, ready).install()
+    supervisor.watch()
+    launch_server(server_args, launch_callback=on_ready)
+    supervisor.exit(1, "sglang's launch_server returned without serving")
+    return 1
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sglang_ext.layers.single_expert_moe import resolve_single_expert_mode
+__all__ = ["LaunchPlan", "flag_value", "http_address", "plan_launch", "num_experts_of"]
 
-__all__ = ["LaunchPlan", "flag_value", "plan_launch", "num_experts_of"]
+DEFAULT_HOST = "127.0.0.1"  # sglang 0.4.7's ServerArgs defaults
+DEFAULT_PORT = 30000
 
 # flags CPU serving needs (FACTS: intel_amx attention needs IPEX; an unset
 # --max-total-tokens sized a ~19 GB KV cache on a 24 GB machine)
@@ -39,6 +40,21 @@ def flag_value(argv: list[str], flag: str) -> str | None:
         if a.startswith(flag + "="):
             return a.split("=", 1)[1]
     return None
+
+
+def http_address(argv: list[str]) -> tuple[str, int]:
+    """``(--host, --port)`` as sglang will read them; ValueError for a bad port."""
+    host = flag_value(argv, "--host") or DEFAULT_HOST
+    raw = flag_value(argv, "--port")
+    if raw is None:
+        return host, DEFAULT_PORT
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ValueError(f"--port must be a number from 1 to 65535, got {raw!r}") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"--port must be a number from 1 to 65535, got {port}")
+    return host, port
 
 
 def _add_defaults(argv: list[str], defaults: dict[str, str | None]) -> list[str]:
@@ -93,6 +109,8 @@ def plan_launch(
     ``default_model_path`` is a callable returning the embedded default's directory
     (called only when no --model-path is given).
     """
+    from sglang_ext.layers.single_expert_moe import resolve_single_expert_mode
+
     ours, rest = _parser().parse_known_args(argv)
     mode = resolve_single_expert_mode(ours.single_expert_mode)
     notes: list[str] = []
@@ -123,9 +141,7 @@ def plan_launch(
     if mode == "dp":
         rest, layout_notes = _dp_layout(rest)
         notes += layout_notes
-    return LaunchPlan(
-        sglang_argv=rest, single_expert_mode=mode, default_model=default, notes=notes
-    )
+    return LaunchPlan(sglang_argv=rest, single_expert_mode=mode, default_model=default, notes=notes)
 
 
 def _int_flag(argv: list[str], flag: str, default: int) -> int:
