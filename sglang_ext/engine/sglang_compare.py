@@ -7,9 +7,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
-import signal
-import subprocess
 import sys
 import time
 import urllib.error
@@ -20,7 +17,7 @@ from typing import Any
 import torch
 
 from sglang_ext.engine.model import Qwen3ForCausalLM
-from sglang_ext.net import free_port
+from sglang_ext.perf.server_process import ServerProcess
 
 __all__ = [
     "save_hf_checkpoint",
@@ -84,7 +81,6 @@ def time_sglang_prefill(
 
     Returns ``{"startup_s": ..., "points": {prompt_len: {"prefill_s", "prefill_median_s", "all_s"}}}``.
     """
-    port = free_port()
     cmd = [
         sys.executable,
         "-m",
@@ -92,37 +88,23 @@ def time_sglang_prefill(
         "--model-path",
         model_path,
         "--port",
-        str(port),
+        "{port}",
         "--skip-tokenizer-init",
         *flags,
     ]
-    out = open(log_file, "w") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    env = dict(os.environ)
+    env = {}
     if "--device" in flags and flags[flags.index("--device") + 1] == "cpu":
         env["OMP_NUM_THREADS"] = "1"  # as the native engine's ranks: one thread each
-    proc = subprocess.Popen(
-        cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        t0 = time.monotonic()
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(
-                    f"sglang server {' '.join(flags)} exited with {proc.returncode} (log: {log_file})"
-                )
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() - t0 > startup_timeout_s:
-                raise TimeoutError(
-                    f"sglang server {' '.join(flags)} not healthy after {startup_timeout_s}s"
-                )
-            time.sleep(1.0)
-        startup_s = time.monotonic() - t0
+    with ServerProcess(
+        cmd,
+        "http://127.0.0.1:{port}",
+        ready_timeout_s=startup_timeout_s,
+        env=env,
+        log_path=log_file,
+        expect_model=model_path,
+    ) as srv:
+        base = srv.base_url
+        startup_s = srv.startup_s
         points = {}
         for plen, ids in prompts.items():
             body = {"input_ids": ids, "sampling_params": {"max_new_tokens": 1, "temperature": 0.0}}
@@ -138,16 +120,6 @@ def time_sglang_prefill(
                 "all_s": times,
             }
         return {"startup_s": startup_s, "points": points}
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)  # the server's own session: it and its ranks
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-        if log_file:
-            out.close()
 
 
 def dummy_checkpoint(

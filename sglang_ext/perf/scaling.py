@@ -16,13 +16,13 @@ import json
 import logging
 import os
 import shlex
-import signal
-import subprocess
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from sglang_ext.perf.server_process import run_in_group
 
 __all__ = [
     "speedup",
@@ -116,20 +116,7 @@ def run_bench_one_batch(
         result,
     ]
     log.info("running %s", " ".join(cmd))
-    log_f = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
-    proc = subprocess.Popen(cmd, stdout=log_f, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        rc = proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        rc = None
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # no leftover workers (TP ranks)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-        if log_path:
-            log_f.close()
+    rc = run_in_group(cmd, timeout_s=timeout_s, log_path=log_path)  # no leftover TP ranks
     if rc != 0:
         raise RuntimeError(
             f"bench_one_batch {'timed out' if rc is None else f'exited {rc}'}: "
