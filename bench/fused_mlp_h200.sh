@@ -47,7 +47,7 @@ for s in [(2048, 768), (2048, 96), (4096, 1536), (4096, 192)]:
 
 step GPU tests: kernels and layers
 SGLANG_EXT_V4_REPEATS=10 SGLANG_EXT_CUDA_REPEATS=50 timeout 180 python3 -m pytest -q -m gpu \
-  -rfE -p no:cacheprovider tests/kernels tests/layers
+  -rfE -p no:cacheprovider tests/kernels/test_fused_mlp_*.py tests/layers
 
 step tune Triton v2 'bounded' and write the dispatch table
 timeout 150 python3 bench/tune_fused_mlp.py --config-dir "$CFG" --bounded --dispatch \
