@@ -158,3 +158,30 @@ def test_after(server, tokenizer, greedy):
     assert server.name in _before, "test_before did not run on this server"
     got = greedy_tokens(server)
     assert got == _before[server.name] == greedy(tokenizer.encode(OK["text"]), 8)[0]
+
+
+def test_formerly_fatal_requests_beside_a_running_one(server, tokenizer, greedy):
+    """The requests that used to end the scheduler fail alone: a request running beside
+    them (in the same batches) still returns HF's greedy tokens."""
+    fatal = [
+        "token-id-out-of-vocab",
+        "logprob-start-past-prompt",
+        "bad-regex-with-logprobs",
+        "bad-json-schema-with-top-logprobs",
+    ]
+    long_ok = {
+        "text": OK["text"],
+        "sampling_params": {"max_new_tokens": 48, "temperature": 0, "ignore_eos": True},
+        "return_logprob": True,
+    }
+    got = {}
+    t = threading.Thread(target=lambda: got.update(r=server.post("/generate", long_ok)))
+    t.start()
+    for case in fatal:
+        path, body, _ = CASES[case]
+        status, out = server.post(path, body)
+        assert 400 <= status < 500, f"{case}: HTTP {status}: {out}"
+    t.join(timeout=120)
+    status, out = got["r"]
+    assert status == 200, out
+    assert tokens_of(out) == greedy(tokenizer.encode(OK["text"]), 48)[0]
