@@ -32,8 +32,10 @@ logger = logging.getLogger(__name__)
 
 
 def bind_http(host: str, port: int) -> socket.socket:
-    """A TCP socket bound to ``host:port`` (not yet listening: connects are refused until
-    the HTTP server starts). Raises :class:`PortInUseError` naming the port."""
+    """A TCP socket bound to ``host:port`` and listening, so the port is ours alone
+    (a socket only bound is not: another SO_REUSEADDR bind would succeed). Connections
+    wait in its backlog until the HTTP server serves. Raises :class:`PortInUseError`
+    naming the port."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
     except socket.gaierror as e:
@@ -42,6 +44,7 @@ def bind_http(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
     try:
         sock.bind((host, port))
+        sock.listen(2048)  # uvicorn's default backlog
     except OSError as e:
         sock.close()
         hint = (
