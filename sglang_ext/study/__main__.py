@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from pathlib import Path
 
@@ -72,6 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         resume=a.resume,
         show_progress=not a.no_progress,
     )
+
+    def _term(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM: stop like Ctrl-C (children stopped, state kept)
+
+    signal.signal(signal.SIGTERM, _term)
     try:
         return run_study(cfg, opts)
     except ConfigError as e:

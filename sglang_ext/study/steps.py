@@ -389,7 +389,6 @@ def step_profile(ctx: StepContext) -> None:
     """``python -m sglang_ext.profile`` per serving configuration, in its own process (it
     activates the patched sglang before importing it, which this process cannot redo)."""
     import importlib.util
-    import subprocess
 
     from sglang_ext.perf.compare import parse_server_config
 
@@ -430,16 +429,7 @@ def step_profile(ctx: StepContext) -> None:
             ]
             log_path = ctx.step_dir / f"{label}.log"
             with log_path.open("wb") as log_f:
-                try:
-                    rc = subprocess.run(
-                        cmd,
-                        stdout=log_f,
-                        stderr=subprocess.STDOUT,
-                        timeout=p.timeout_s + 60,
-                        start_new_session=True,
-                    ).returncode
-                except subprocess.TimeoutExpired:
-                    rc = None
+                rc = _run_group(cmd, log_f, p.timeout_s + 60)
             if rc != 0:
                 tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
                 raise RuntimeError(
@@ -451,6 +441,25 @@ def step_profile(ctx: StepContext) -> None:
                 rec["config"]["command"] = shlex.join(cmd)
                 ctx.emit(rec)
             bar.update(1)
+
+
+def _run_group(cmd: list[str], log_f: Any, timeout_s: float) -> int | None:
+    """Run ``cmd`` in its own process group; kill the whole group on timeout, Ctrl-C or
+    any error (no orphaned ranks).  Returns the exit code, None on timeout."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(cmd, stdout=log_f, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        return proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
 
 
 @dataclass(frozen=True, slots=True)
