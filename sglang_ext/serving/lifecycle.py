@@ -59,10 +59,18 @@ def bind_http(host: str, port: int) -> socket.socket:
 
 
 def _title(p: psutil.Process) -> str:
+    """The command line (a renamed process: its full title); '?' once it is gone."""
     try:
-        return " ".join(p.cmdline()).strip() or p.name()
+        return " ".join(p.cmdline()).strip() or "?"
     except psutil.Error:
         return "?"
+
+
+def _running(p: psutil.Process) -> bool:
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _watched(title: str) -> bool:
@@ -176,17 +184,11 @@ class Supervisor:
         except psutil.Error:
             return None
         for p in kids:
-            title = _title(p)
-            if p.pid not in self._seen or _watched(title):
-                self._seen[p.pid] = (p, title)  # the latest title (sglang renames them)
+            title = _title(p)  # sglang renames its processes: keep the latest live title
+            if title != "?" and (p.pid not in self._seen or _watched(title)) and _running(p):
+                self._seen[p.pid] = (p, title)
         for pid, (p, title) in list(self._seen.items()):
-            if not _watched(title):
-                continue
-            try:
-                gone = not p.is_running() or p.status() == psutil.STATUS_ZOMBIE
-            except psutil.Error:
-                gone = True
-            if gone:
+            if _watched(title) and not _running(p):
                 del self._seen[pid]
                 return f"server process {title} (pid {pid}) died{_exit_note(p)}"
         return None
