@@ -23,7 +23,7 @@ from typing import Any
 
 from sglang_ext.perf.trace_analysis import analyze_trace, comm_kind, load_events
 
-__all__ = ["rank_summary", "merge_comm", "per_step_comm", "bottlenecks"]
+__all__ = ["rank_summary", "merge_comm", "per_step_comm", "bottlenecks", "hta_summary"]
 
 _LAYER = re.compile(r"^layer::L(\d+)$")
 _OP = re.compile(r"^op::L(\d+)\.(\w+)$")
@@ -188,3 +188,26 @@ def bottlenecks(rk: dict[str, Any], top: int = 10) -> list[dict[str, Any]]:
     step = rk["step_us"] or 1.0
     ranked = sorted(items.items(), key=lambda kv: -kv[1])[:top]
     return [{"name": k, "us": v, "share_of_step": v / step} for k, v in ranked]
+
+
+def hta_summary(trace_dir: str | Path) -> dict[str, Any] | None:
+    """HolisticTraceAnalysis' temporal breakdown and comm/compute overlap of GPU traces, if
+    the optional ``HolisticTraceAnalysis`` package is installed (it is heavy: imported only
+    here, never needed on the CPU path); None without it or when it cannot read the traces."""
+    import logging
+
+    try:
+        from hta.trace_analysis import TraceAnalysis
+    except ImportError:
+        return None
+    try:
+        ta = TraceAnalysis(trace_dir=str(trace_dir))
+        return {
+            "temporal_breakdown": ta.get_temporal_breakdown(visualize=False).to_dict("records"),
+            "comm_comp_overlap": ta.get_comm_comp_overlap(visualize=False).to_dict("records"),
+        }
+    except Exception as e:  # HTA's own parsing errors: the rest of the record stands
+        logging.getLogger(__name__).warning(
+            "HolisticTraceAnalysis could not read %s: %s", trace_dir, e
+        )
+        return None

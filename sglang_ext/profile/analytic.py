@@ -17,6 +17,20 @@ the GroupCoordinator:
 - the sampler's token all_reduce runs only with a grammar or
   ``SYNC_TOKEN_IDS_ACROSS_TP``: not here.
 
+With ``--enable-dp-attention`` (attention TP = tp / dp_size; here each DP rank runs its own
+batch of ``batch`` requests, so the gathered step holds ``G = dp_size x T`` tokens):
+
+- the embedding is built with ``enable_tp=False``: no collective;
+- per layer, ``_gather_hidden_states`` with ``local_attn_dp_size != 1`` calls
+  ``dp_gather_partial``, an all_reduce of the zero-filled global buffer ``[G, H]``; the MoE
+  block all_reduces ``[G, H]`` (the token exchange); ``dp_scatter`` copies locally;
+- ``LogitsProcessor``: ``dp_gather_replicate`` all_reduces ``[G_s, H]`` (the sampled
+  positions of all DP ranks, ``G_s = dp_size x batch``), then the all_gather of
+  ``[G_s, V_pad / tp]`` over the whole TP group.
+
+Scheduler.prepare_dp_attn_batch_raw's all_gather of the ranks' token counts goes through
+``torch.distributed`` on the CPU group, not the GroupCoordinator: not counted.
+
 All activations are in the model dtype (``dtype_size`` bytes).
 """
 
@@ -38,15 +52,21 @@ def expected_collectives(
     phase: str,
     dtype_size: int,
     dp_attention: bool = False,
-) -> dict[str, dict[str, int]] | None:
-    """{kind: {count, bytes}} per step, or None where no derivation is written (DP attention)."""
+    dp_size: int = 1,
+) -> dict[str, dict[str, int]]:
+    """{kind: {count, bytes}} per step (see the module doc for where each comes from)."""
     if tp == 1:
         return {}
-    if dp_attention:
-        return None
     tokens = batch * input_len if phase == "prefill" else batch
-    act = tokens * hidden * dtype_size
     v_pad = -(-vocab // 64) * 64
+    if dp_attention:
+        g, g_s = dp_size * tokens, dp_size * batch
+        ar = 2 * layers * g * hidden * dtype_size + g_s * hidden * dtype_size
+        return {
+            "all_reduce": {"count": 2 * layers + 1, "bytes": ar},
+            "all_gather": {"count": 1, "bytes": g_s * (v_pad // tp) * dtype_size},
+        }
+    act = tokens * hidden * dtype_size
     out: dict[str, Any] = {
         "all_reduce": {"count": 1 + 2 * layers, "bytes": (1 + 2 * layers) * act},
         "all_gather": {"count": 1, "bytes": batch * (v_pad // tp) * dtype_size},

@@ -131,7 +131,7 @@ def build_record(
     """One record: rank 0's numbers as the headline, every rank's under ``metrics.ranks``."""
     from sglang_ext.perf.records import make_record
 
-    from .analysis import bottlenecks, per_step_comm
+    from .analysis import bottlenecks, hta_summary, per_step_comm
     from .analytic import expected_collectives
 
     r0 = ranks[0]
@@ -150,6 +150,7 @@ def build_record(
         phase=pargs.phase,
         dtype_size=srv["dtype_size"],
         dp_attention=srv["enable_dp_attention"],
+        dp_size=srv["dp_size"],
     )
     per_rank = []
     for rk in ranks:
@@ -190,6 +191,8 @@ def build_record(
         "weight_bytes_rank0": r0["weight_bytes"],
         "ranks": per_rank,
     }
+    if srv["device"] == "cuda":
+        metrics["hta"] = hta_summary(pargs.output_dir)
     config = {
         **asdict(pargs),
         **{k: v for k, v in srv.items() if k != "dtype_size"},

@@ -36,6 +36,69 @@ __all__ = ["rank_main", "StepRunner", "init_dist"]
 logger = logging.getLogger(__name__)
 
 
+def _dp_attn_prepare(batch: Any, mr: Any) -> None:
+    """sglang's DP-attention batch preparation (``bench_one_batch`` calls it with an old
+    signature in 0.4.7 and fails: TypeError, three missing arguments)."""
+    sa = mr.server_args
+    if not sa.enable_dp_attention:
+        return
+    from sglang.srt.managers.scheduler import Scheduler
+    from sglang.srt.speculative.spec_info import SpeculativeAlgorithm
+    from sglang.srt.utils import DeepEPMode
+
+    Scheduler.prepare_dp_attn_batch_raw(
+        batch,
+        dp_size=sa.dp_size,
+        attn_tp_size=sa.tp_size // sa.dp_size,
+        moe_dense_tp_size=sa.moe_dense_tp_size,
+        tp_cpu_group=mr.tp_group.cpu_group,
+        get_idle_batch=None,
+        disable_cuda_graph=sa.disable_cuda_graph,
+        spec_algorithm=SpeculativeAlgorithm.NONE,
+        speculative_num_draft_tokens=None,
+        enable_two_batch_overlap=sa.enable_two_batch_overlap,
+        enable_deepep_moe=sa.enable_deepep_moe,
+        deepep_mode=DeepEPMode[sa.deepep_mode],
+    )
+
+
+@torch.no_grad()
+def extend(reqs: list[Any], mr: Any) -> tuple[torch.Tensor, Any, Any]:
+    """A prefill of ``reqs`` (``bench_one_batch.extend``, DP attention fixed)."""
+    from sglang.srt.managers.schedule_batch import ScheduleBatch
+    from sglang.srt.model_executor.forward_batch_info import ForwardBatch
+    from sglang.srt.speculative.spec_info import SpeculativeAlgorithm
+
+    batch = ScheduleBatch.init_new(
+        reqs=reqs,
+        req_to_token_pool=mr.req_to_token_pool,
+        token_to_kv_pool_allocator=mr.token_to_kv_pool_allocator,
+        tree_cache=None,
+        model_config=mr.model_config,
+        enable_overlap=False,
+        spec_algorithm=SpeculativeAlgorithm.NONE,
+        enable_custom_logit_processor=False,
+    )
+    batch.prepare_for_extend()
+    _dp_attn_prepare(batch, mr)
+    fb = ForwardBatch.init_new(batch.get_model_worker_batch(), mr)
+    logits, _ = mr.forward(fb)
+    return mr.sample(logits, fb), logits.next_token_logits, batch
+
+
+@torch.no_grad()
+def decode(tokens: torch.Tensor, batch: Any, mr: Any) -> tuple[torch.Tensor, Any]:
+    """One decode step of ``batch`` (``bench_one_batch.decode``, DP attention fixed)."""
+    from sglang.srt.model_executor.forward_batch_info import ForwardBatch
+
+    batch.output_ids = tokens
+    batch.prepare_for_decode()
+    _dp_attn_prepare(batch, mr)
+    fb = ForwardBatch.init_new(batch.get_model_worker_batch(), mr)
+    logits, _ = mr.forward(fb)
+    return mr.sample(logits, fb), logits.next_token_logits
+
+
 def _sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -72,8 +135,6 @@ class StepRunner:
 
     def run(self, log: CommLog | None = None) -> tuple[list[list[int]], list[float]]:
         """(greedy tokens of each measured step, wall seconds of each measured step)."""
-        from sglang.bench_one_batch import decode, extend
-
         phase, tokens, times = self.pargs.phase, [], []
 
         def step(i: int, fn):

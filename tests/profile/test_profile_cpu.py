@@ -1,7 +1,8 @@
 """``python -m sglang_ext.profile`` on the CPU: gloo, TP 2, the embedded one-expert model.
 
-Two runs share this module (each about 30-60 s on 2 cores): single-expert ``tp`` at prefill
-and ``dp`` at decode. Checked against things the profiler does not compute itself: the
+Two runs share this module (each about 30-60 s on an idle 2-core box, minutes on a loaded
+one): single-expert ``tp`` at prefill (TP 2), and ``dp`` at decode in the original fork's EP
+layout scaled to 2 ranks (attention DP 2 x TP 1, the expert replicated, tokens exchanged). Checked against things the profiler does not compute itself: the
 collectives sglang's code must issue (derived below from the code, not from ours), greedy
 tokens of HF transformers on the same weights and prompt ids, and the step's own range.
 """
@@ -22,9 +23,9 @@ B, L, STEPS = 2, 24, 2
 DEADLINE_S = 240  # each run; well below pytest's timeout
 
 
-def _run(tmp, mode: str, phase: str) -> dict:
+def _run(tmp, mode: str, phase: str, *extra: str) -> dict:
     out = tmp / f"{mode}.jsonl"
-    cmd = [sys.executable, "-m", "sglang_ext.profile", "--tp-size", "2",
+    cmd = [sys.executable, "-m", "sglang_ext.profile", "--tp-size", "2", *extra,
            "--single-expert-mode", mode, "--phase", phase, "--batch-size", str(B),
            "--input-len", str(L), "--steps", str(STEPS), "--warmup", "0", "--name", mode,
            "--output-dir", str(tmp), "--output-file", str(out),
@@ -38,7 +39,10 @@ def _run(tmp, mode: str, phase: str) -> dict:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("profile")
-    return tmp, {"tp": _run(tmp, "tp", "prefill"), "dp": _run(tmp, "dp", "decode")}
+    return tmp, {
+        "tp": _run(tmp, "tp", "prefill"),
+        "dp": _run(tmp, "dp", "decode", "--dp-size", "2", "--enable-dp-attention"),
+    }
 
 
 def _config() -> dict:
@@ -78,14 +82,33 @@ def test_collectives_match_the_code(runs):
         cfg["num_hidden_layers"],
         -(-cfg["vocab_size"] // 64) * 64,
     )
-    for mode, tokens in (("tp", B * L), ("dp", B)):
-        comm = recs[mode]["metrics"]["comm"]
-        assert set(comm) == {"all_reduce", "all_gather"}, (mode, comm)
-        assert comm["all_reduce"]["count"] == 1 + 2 * n_layers, (mode, comm)
-        assert comm["all_reduce"]["bytes"] == (1 + 2 * n_layers) * tokens * h * 4, (mode, comm)
-        assert comm["all_gather"]["count"] == 1, (mode, comm)
-        assert comm["all_gather"]["bytes"] == B * v_pad // 2 * 4, (mode, comm)
-        assert comm["all_reduce"]["time_us"] > 0 and comm["all_reduce"]["algbw_gbps"] > 0
+    comm = recs["tp"]["metrics"]["comm"]  # prefill: T = B x L
+    assert set(comm) == {"all_reduce", "all_gather"}, comm
+    assert comm["all_reduce"]["count"] == 1 + 2 * n_layers, comm
+    assert comm["all_reduce"]["bytes"] == (1 + 2 * n_layers) * B * L * h * 4, comm
+    assert comm["all_gather"]["count"] == 1, comm
+    assert comm["all_gather"]["bytes"] == B * v_pad // 2 * 4, comm
+    # DP attention (dp 2 x attention TP 1), a decode step, each DP rank B tokens, so the
+    # gathered batch is G = 2B tokens:
+    #  - qwen2_moe builds the embedding with enable_tp=not enable_dp_attention: no collective;
+    #  - each layer: _gather_hidden_states (local_attn_dp_size 2) -> dp_gather_partial ->
+    #    _dp_gather: all_reduce of the zero-filled [G, H] buffer holding each rank's tokens;
+    #    then the MoE block's all_reduce of [G, H]; dp_scatter copies, no collective;
+    #  - LogitsProcessor: dp_gather_replicate all_reduces [G, H] (one sampled position per
+    #    request), lm_head is vocab-parallel over the TP group of 2: all_gather of
+    #    [G, V_pad / 2].
+    comm = recs["dp"]["metrics"]["comm"]
+    assert set(comm) == {"all_reduce", "all_gather"}, comm
+    assert comm["all_reduce"]["count"] == 2 * n_layers + 1, comm
+    assert comm["all_reduce"]["bytes"] == (2 * n_layers + 1) * 2 * B * h * 4, comm
+    assert comm["all_gather"]["count"] == 1, comm
+    assert comm["all_gather"]["bytes"] == 2 * B * v_pad // 2 * 4, comm
+    for rec in recs.values():
+        m = rec["metrics"]
+        assert m["comm"]["all_reduce"]["time_us"] > 0 and m["comm"]["all_reduce"]["algbw_gbps"] > 0
+        # the library's analytic count (in the record, for the report) agrees too
+        got = {k: {"count": v["count"], "bytes": v["bytes"]} for k, v in m["comm"].items()}
+        assert got == m["comm_analytic"], (got, m["comm_analytic"])
 
 
 def test_layers_and_labelled_parts_account_for_the_step(runs):
@@ -118,7 +141,8 @@ def test_tokens_equal_unprofiled_and_hf(runs):
     assert all(step == [row[0] for row in hf_prefill] for step in m["tokens"]), m["tokens"]
     m = recs["dp"]["metrics"]
     assert m["tokens_equal_unprofiled"]
-    # decode step i produces the (i + 2)-th new token (the prefill produced the first)
+    # DP rank 0 runs the seed-0 prompts (rank r: seed r); decode step i produces the
+    # (i + 2)-th new token (the prefill produced the first)
     want = [[row[i + 1] for row in hf_prefill] for i in range(STEPS)]
     assert m["tokens"] == want
 
