@@ -28,6 +28,7 @@ from sglang_ext.kernels.fused_mlp_tune import (
     TUNE_MS,
     measure_dispatch,
     merge_table,
+    tables_from_records,
     tune_shape,
 )
 from sglang_ext.kernels.mlp_bench import MODELS
@@ -50,7 +51,20 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3, help="dispatch: repeats per (impl, M)")
     p.add_argument("--candidates-out", type=Path, default=None)
     p.add_argument("--dispatch-out", type=Path, default=None)
+    p.add_argument(
+        "--from-records",
+        nargs=2,
+        type=Path,
+        metavar=("CANDIDATES.jsonl", "DISPATCH.jsonl"),
+        help="no GPU: rebuild both tables (into --config-dir) from a GPU run's records",
+    )
     a = p.parse_args(argv)
+    if a.from_records:
+        from sglang_ext.kernels.fused_mlp_configs import _DEFAULT_DIR
+
+        for t in tables_from_records(*a.from_records, a.config_dir or Path(_DEFAULT_DIR)):
+            print(f"wrote {t}")
+        return 0
     if not torch.cuda.is_available():
         print("needs a CUDA GPU", file=sys.stderr)
         return 2

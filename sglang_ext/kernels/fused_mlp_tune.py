@@ -191,3 +191,46 @@ def measure_dispatch(
         del sets
         torch.cuda.empty_cache()
     return timings, rows
+
+
+def tables_from_records(
+    candidates_jsonl: Path, dispatch_jsonl: Path, config_dir: Path
+) -> tuple[Path, Path]:
+    """Rebuild the launch and dispatch tables from the tuner's records (as a GPU run that
+    could not bring its table files back wrote them): the fastest candidate per (shape, M),
+    and ``choose_buckets`` over the repeated dispatch medians. Device and Triton version come
+    from the records' ``env``; the tables go to ``config_dir/triton_<ver>/``."""
+    from .fused_mlp_dispatch import choose_buckets, write_table
+
+    def rows(path: Path) -> list[dict]:
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    cand, disp = rows(candidates_jsonl), rows(dispatch_jsonl)
+    if not cand or not disp:
+        raise ValueError(f"no records in {candidates_jsonl} or {dispatch_jsonl}")
+    env = cand[0]["env"]
+    device, tver = env["device"], env["versions"]["triton"]
+    version_dir = config_dir / ("triton_" + tver.replace(".", "_"))
+    tag = device.replace(" ", "_")
+    launch, dispatch = version_dir / f"device_name={tag}.json", version_dir / f"dispatch_device_name={tag}.json"
+    fields = set(MlpLaunchConfig.__dataclass_fields__)
+    best: dict[tuple[int, int], dict[int, tuple[float, MlpLaunchConfig]]] = {}
+    for r in cand:
+        c = r["config"]
+        cfg = MlpLaunchConfig(**{k: v for k, v in c.items() if k in fields})
+        per_m = best.setdefault((c["H"], c["I"]), {})
+        if c["M"] not in per_m or c["us"] < per_m[c["M"]][0]:
+            per_m[c["M"]] = (c["us"], cfg)
+    for (h, i), per_m in best.items():
+        merge_table(launch, h, i, {m: cfg for m, (_, cfg) in per_m.items()})
+    timings: dict[tuple[int, int], dict[int, dict[str, Timing]]] = {}
+    for r in disp:
+        c, met = r["config"], r["metrics"]
+        if "medians_us" not in met:  # an impl that failed is never chosen
+            continue
+        timings.setdefault((c["H"], c["I"]), {}).setdefault(c["M"], {})[c["impl"]] = Timing(
+            medians_us=tuple(met["medians_us"])
+        )
+    for (h, i), t in sorted(timings.items()):
+        write_table(dispatch, device, h, i, choose_buckets(t), triton_version=tver)
+    return launch, dispatch
