@@ -52,19 +52,21 @@ def sdpa_attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int) -
     """
     T, L = q.shape[0], k.shape[0]
     assert L == start + T, (L, start, T)
-    qh, kh, vh = q.transpose(0, 1), k.transpose(0, 1), v.transpose(0, 1)  # [H, T|L, d]
-    gqa = qh.shape[0] != kh.shape[0]
+    # [1, H, T|L, d]: the fused (flash / memory-efficient) kernels take 4-D inputs only; a 3-D
+    # call runs SDPA's math path (fp32 matmuls, the [H, T, L] scores in memory)
+    qh, kh, vh = (t.transpose(0, 1)[None] for t in (q, k, v))
+    gqa = qh.shape[1] != kh.shape[1]
     if start == 0:
         out = F.scaled_dot_product_attention(qh, kh, vh, is_causal=True, enable_gqa=gqa)
     elif T == 1:
         out = F.scaled_dot_product_attention(qh, kh, vh, enable_gqa=gqa)
     else:  # query i (position start+i) sees keys 0..start+i
-        rep = qh.shape[0] // kh.shape[0]
+        rep = qh.shape[1] // kh.shape[1]
         if rep > 1:
-            kh = kh.repeat_interleave(rep, dim=0)
-            vh = vh.repeat_interleave(rep, dim=0)
+            kh = kh.repeat_interleave(rep, dim=1)
+            vh = vh.repeat_interleave(rep, dim=1)
         out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=causal_lower_right(T, L))
-    return out.transpose(0, 1)
+    return out[0].transpose(0, 1)
 
 
 def flashinfer_attend(

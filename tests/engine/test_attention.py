@@ -17,7 +17,7 @@ from sglang_ext.engine.attention import attend, flashinfer_attend, resolve_backe
 def _ref(q, k, v, start):
     """float64 softmax attention; query i (position start+i) sees keys 0..start+i.
     (``start=0`` with a longer cache gives the top-left-aligned mask: keys 0..i.)"""
-    q, k, v = q.double(), k.double(), v.double()
+    q, k, v = q.double().cpu(), k.double().cpu(), v.double().cpu()
     rep = q.shape[1] // k.shape[1]
     k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)  # [L, H, d]
     s = torch.einsum("thd,lhd->htl", q, k) / q.shape[-1] ** 0.5
@@ -94,7 +94,7 @@ def test_flashinfer_matches_float64_reference(T, start, H, Hkv, d, dtype):
     assert got.shape == q.shape and got.dtype == dtype and got.device == q.device
     ref = _ref(q, k, v, start)
     tol = FI_TOL[dtype]
-    torch.testing.assert_close(got.double(), ref, atol=tol, rtol=tol)
+    torch.testing.assert_close(got.double().cpu(), ref, atol=tol, rtol=tol)
     torch.testing.assert_close(attend("flashinfer", q, k, v, start), got, atol=0, rtol=0)
     if start and T > 1:  # the tolerance is tight enough to catch a top-left causal mask
         wrong = _ref_top_left(q, k, v, start)
