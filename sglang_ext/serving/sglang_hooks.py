@@ -125,7 +125,9 @@ class SglangHooks:
             if include_parent and parent_pid == os.getpid():  # sglang ends this server
                 if sup.stopping:
                     sup.exit(0, "shutdown complete")
-                sup.exit(1, "sglang stopped the server after a failure (see the log above)")
+                dead = sup.check_children()  # a SIGKILLed rank is an unreaped zombie here
+                note = f"{dead}; " if dead else ""
+                sup.exit(1, f"{note}sglang stopped the server after a failure (see the log above)")
             return original(parent_pid, include_parent=include_parent, skip_pid=skip_pid)
 
         return kill_process_tree
