@@ -1,4 +1,5 @@
-"""Build hook: the wheel carries the repository's ``patches/`` as ``sglang_ext/_patches``.
+"""Build hook: the wheel carries the repository's ``patches/`` as ``sglang_ext/_patches``
+and ``csrc/`` (the CUDA one-launch kernel, built with nvcc on first use) as ``sglang_ext/_csrc``.
 
 The series stays at the top of the repository (``patches/``, where the design puts
 it); ``sglang_ext.patching.source.default_patches_dir`` reads it there in a source
@@ -14,6 +15,11 @@ from setuptools.command.build_py import build_py
 
 SERIES_DIR = Path("patches")  # setuptools runs this file from the project root
 PACKAGED = Path("sglang_ext") / "_patches"
+CSRC_DIR, CSRC_PACKAGED = Path("csrc"), Path("sglang_ext") / "_csrc"
+
+
+def _csrc_files() -> list[Path]:
+    return sorted(p for p in CSRC_DIR.glob("*") if p.suffix in (".cu", ".h", ".cuh"))
 
 
 class build_py_with_series(build_py):  # noqa: N801 - setuptools command naming
@@ -35,13 +41,22 @@ class build_py_with_series(build_py):  # noqa: N801 - setuptools command naming
         self.mkpath(str(dst))
         for src in self._series_files():
             self.copy_file(str(src), str(dst / src.name))
+        csrc = Path(self.build_lib) / CSRC_PACKAGED
+        self.mkpath(str(csrc))
+        for src in _csrc_files():
+            self.copy_file(str(src), str(csrc / src.name))
 
     def get_outputs(self, include_bytecode: bool = True) -> list[str]:
         outputs = super().get_outputs(include_bytecode)
         if getattr(self, "editable_mode", False):
             return outputs
         dst = Path(self.build_lib) / PACKAGED
-        return outputs + [str(dst / p.name) for p in self._series_files()]
+        csrc = Path(self.build_lib) / CSRC_PACKAGED
+        return (
+            outputs
+            + [str(dst / p.name) for p in self._series_files()]
+            + [str(csrc / p.name) for p in _csrc_files()]
+        )
 
 
 setup(cmdclass={"build_py": build_py_with_series})

@@ -212,7 +212,10 @@ def tables_from_records(
     device, tver = env["device"], env["versions"]["triton"]
     version_dir = config_dir / ("triton_" + tver.replace(".", "_"))
     tag = device.replace(" ", "_")
-    launch, dispatch = version_dir / f"device_name={tag}.json", version_dir / f"dispatch_device_name={tag}.json"
+    launch, dispatch = (
+        version_dir / f"device_name={tag}.json",
+        version_dir / f"dispatch_device_name={tag}.json",
+    )
     fields = set(MlpLaunchConfig.__dataclass_fields__)
     best: dict[tuple[int, int], dict[int, tuple[float, MlpLaunchConfig]]] = {}
     for r in cand:

@@ -13,7 +13,15 @@ import pytest
 from sglang_ext.patching import PatchError, PatchSeries, source
 
 REPO = Path(__file__).resolve().parents[2]
-BUILD_INPUTS = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "patches", "sglang_ext")
+BUILD_INPUTS = (
+    "pyproject.toml",
+    "setup.py",
+    "MANIFEST.in",
+    "README.md",
+    "patches",
+    "csrc",
+    "sglang_ext",
+)
 
 pytestmark = pytest.mark.slow
 
@@ -66,6 +74,10 @@ def test_series_is_package_data(built):
     want = {p.name: p.read_bytes() for p in (built["src"] / "patches").iterdir()}
     got = {p.name: p.read_bytes() for p in packaged.iterdir()}
     assert got == want, f"the wheel's series differs: {sorted(set(got) ^ set(want))}"
+    # and the CUDA kernel's source, which cuda_onelaunch builds with nvcc on first use
+    csrc = built["site"] / "sglang_ext" / "_csrc"
+    want = {p.name: p.read_bytes() for p in (built["src"] / "csrc").iterdir()}
+    assert {p.name: p.read_bytes() for p in csrc.iterdir()} == want
 
 
 def test_patch_check_from_another_directory(built, pristine_tree):
