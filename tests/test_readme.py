@@ -35,6 +35,7 @@ RUN = {
     "python bench/env_check.py": 180,
     "python bench/report.py bench/results/h100/*.jsonl --out-dir bench/results/h100/report": 180,
     "ruff check sglang_ext bench tests": 120,
+    "python -m sglang_ext.study check": 120,  # versions, devices, patch status: read-only
 }
 
 _SUMMARY = "syntax summary with placeholders, not a command"
@@ -72,7 +73,6 @@ EXCLUDED = {
     "python -m sglang_ext.prune SRC DST --expert {INDEX,most-used,mean}": _SUMMARY,
     "python bench/<script>.py --help": _SUMMARY,
     "python -m sglang_ext.launch_server": "serves until stopped; tested in tests/e2e",
-    "python bench/bench_fused_mlp.py": "GPU benchmark (Triton kernel on CUDA)",
     "python bench/serve_load.py --base-url http://127.0.0.1:30000 --qps 8 --num-prompts 64 "
     "--sequence-length 512 --output-length 64": "needs a server on :30000; the same flags run "
     "against the fake server in tests/perf/test_loadgen.py",
@@ -81,8 +81,22 @@ EXCLUDED = {
     "loads each at three rates: minutes on CPU; tested in tests/perf/test_compare.py",
     "python bench/bw_device.py": "sweeps copies up to 1 GiB: over a minute on CPU",
     "torchrun --nproc-per-node 8 bench/bw_collectives.py": "8 ranks, sizes up to 1 GiB",
-    "python bench/profile_model.py --model qwen3 --tp-allreduce": "profiles the real model "
-    "shapes: long on CPU; the profiler is tested in tests/perf/test_profiler.py",
+    "python -m sglang_ext.profile --tp-size 2 --single-expert-mode tp --phase prefill": "two "
+    "ranks of the real patched sglang: about a minute on CPU; tested in tests/profile",
+    "python -m sglang_ext.profile.report bench/results/profile.jsonl": "needs the records the "
+    "profile command writes; the report is tested in tests/profile",
+    "python -m sglang_ext.profile": "the command name (its use follows in the table)",
+    "python bench/decode_budget.py": "GPU (CUDA graphs, the real presets)",
+    "python bench/bench_standin_ops.py": "GPU benchmark of the stand-in's Triton ops",
+    "bash bench/fused_mlp_h200.sh": "the GPU session of the fused MLP (CUDA only)",
+    "python -m sglang_ext.study quick": "the whole quick study: ~15 minutes on 2 cores; the "
+    "runner is tested on a reduced config in tests/study",
+    "python -m sglang_ext.study comprehensive --config bench/study_8gpu.toml": _GPU8,
+    "python -m sglang_ext.study quick --only serving,report --out-dir /tmp/study --resume": "a "
+    "serving study on CPU (minutes); --only/--resume are tested in tests/study",
+    "python -m sglang_ext.study {check,quick,comprehensive}": _SUMMARY,
+    "pip install .": "an install; a wheel install is tested in tests/patching/test_wheel.py",
+    "pip install git+...": _SUMMARY,
     "bash bench/gpu_session.sh": "the GPU session (CUDA only)",
     "pre-commit run -a": "fetches the hook environments from the network",
 }
