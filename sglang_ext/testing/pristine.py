@@ -23,8 +23,18 @@ def pristine_sglang() -> Path:
     def build(out: Path) -> None:
         dl = out.parent / "dl"
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-             "--only-binary=:all:", f"sglang=={SGLANG_VERSION}", "-d", str(dl)],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "-q",
+                "--no-deps",
+                "--only-binary=:all:",
+                f"sglang=={SGLANG_VERSION}",
+                "-d",
+                str(dl),
+            ],
             check=True,
         )
         (wheel,) = dl.glob("sglang-*.whl")

@@ -26,16 +26,22 @@ def expert_location(ep_sizes: list[int], store: str) -> dict:
 
 def _one_map(el, SimpleNamespace, ep: int) -> dict:
     args = SimpleNamespace(
-        init_expert_location="trivial", ep_num_redundant_experts=0, ep_size=ep,
-        device="cpu", ep_dispatch_algorithm="static", nnodes=1,
+        init_expert_location="trivial",
+        ep_num_redundant_experts=0,
+        ep_size=ep,
+        device="cpu",
+        ep_dispatch_algorithm="static",
+        nnodes=1,
     )
     try:
         md = el.compute_initial_expert_location_metadata(args, None)
         num_physical = md.physical_to_logical_map.shape[1]
         dispatch = [
             el.compute_logical_to_rank_dispatch_physical_map(
-                md.logical_to_all_physical_map, num_gpus=ep,
-                num_physical_experts=num_physical, ep_rank=r,
+                md.logical_to_all_physical_map,
+                num_gpus=ep,
+                num_physical_experts=num_physical,
+                ep_rank=r,
             ).tolist()
             for r in range(ep)
         ]

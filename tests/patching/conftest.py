@@ -22,4 +22,3 @@ def tree(tmp_path, pristine_tree):
 @pytest.fixture(scope="session")
 def series():
     return PatchSeries.load()
-

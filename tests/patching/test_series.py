@@ -58,7 +58,7 @@ def test_revert_of_unpatched_tree_is_refused(tree, series):
 def test_apply_is_all_or_nothing(tree, series):
     # edit a context line of the LAST patch's first hunk: the earlier patches would still apply
     last = series.paths[-1].read_text().splitlines()
-    target = next(ln[len("+++ b/"):] for ln in last if ln.startswith("+++ b/"))
+    target = next(ln[len("+++ b/") :] for ln in last if ln.startswith("+++ b/"))
     hunk = last[next(i for i, ln in enumerate(last) if ln.startswith("@@")) + 1 :]
     context = next(ln[1:] for ln in hunk if ln.startswith(" ") and len(ln.strip()) > 8)
     path = tree / target
@@ -89,7 +89,9 @@ def test_cli_exit_codes(tree, tmp_path):
     def run(*args):
         return subprocess.run(
             [sys.executable, "-m", "sglang_ext.patch", *args],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
 
     ok = run("apply", "--target", str(tree))

@@ -39,7 +39,7 @@ def probe(tree_root: Path, *args: str) -> dict:
     )
     lines = [ln for ln in out.stdout.splitlines() if ln.startswith("PROBE ")]
     assert lines, f"probe crashed:\n{out.stderr[-3000:]}"
-    return json.loads(lines[-1][len("PROBE "):])
+    return json.loads(lines[-1][len("PROBE ") :])
 
 
 EP_SIZES = (2, 4, 8)

@@ -14,8 +14,12 @@ def plan(argv, cuda=False, sgl_kernel=True):
 def test_default_model_and_cpu_flags():
     p = plan(["--port", "1234"])
     assert p.default_model and flag_value(p.sglang_argv, "--model-path") == "/m"
-    for flag, value in [("--device", "cpu"), ("--attention-backend", "torch_native"),
-                        ("--dtype", "float32"), ("--port", "1234")]:
+    for flag, value in [
+        ("--device", "cpu"),
+        ("--attention-backend", "torch_native"),
+        ("--dtype", "float32"),
+        ("--port", "1234"),
+    ]:
         assert flag_value(p.sglang_argv, flag) == value
 
 
@@ -41,8 +45,19 @@ def test_dp_mode_spans_the_tp_group():
 
 
 def test_original_ep_launch_is_rewritten_to_what_it_meant():
-    p = plan(["--single-expert-mode", "dp", "--tp-size", "4", "--dp-size", "2",
-              "--enable-ep-moe", "--ep-size", "8"])
+    p = plan(
+        [
+            "--single-expert-mode",
+            "dp",
+            "--tp-size",
+            "4",
+            "--dp-size",
+            "2",
+            "--enable-ep-moe",
+            "--ep-size",
+            "8",
+        ]
+    )
     a = p.sglang_argv
     assert flag_value(a, "--tp-size") == "8" and flag_value(a, "--dp-size") == "2"
     assert flag_value(a, "--ep-size") == "8" and "--enable-dp-attention" in a
