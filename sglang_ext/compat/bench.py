@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from sglang_ext.kernels.mlp_timing import copy_us, time_eager, time_graph
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["StandinBenchConfig", "OPS", "run", "copy_gbps"]
@@ -71,39 +73,18 @@ class _Case:
     impls: dict[str, Callable[[dict], object]]
 
 
-def _median_us(fn: Callable[[], object], rep_ms: float) -> float:
-    import triton.testing
-
-    return triton.testing.do_bench(fn, warmup=10, rep=rep_ms, return_mode="median") * 1e3
-
-
 def copy_gbps() -> float:
     """Device copy bandwidth (1 GiB D2D, read + write bytes), GB/s."""
-    src = torch.empty(1 << 29, device="cuda", dtype=torch.bfloat16).normal_()
-    dst = torch.empty_like(src)
-    us = _median_us(lambda: dst.copy_(src), 100)
-    return 2 * src.numel() * src.element_size() / us / 1e3
+    us, nbytes = copy_us()
+    return nbytes / us / 1e3
 
 
 def _time(call: Callable[[dict], object], sets: list[dict], mode: str, rep_ms: float) -> float:
-    it = iter(sets * 1_000_000)
+    """Median us per call: eager, or replays of a CUDA graph of one call per set (the timing
+    of the kernel bench, ``kernels.mlp_timing``)."""
     if mode == "eager":
-        return _median_us(lambda: call(next(it)), rep_ms)
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):  # compile and warm up outside the graph
-        for s in sets:
-            call(s)
-    torch.cuda.current_stream().wait_stream(stream)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for s in sets:
-            call(s)
-    try:
-        return _median_us(graph.replay, rep_ms) / len(sets)
-    finally:
-        del graph
+        return time_eager(call, sets, rep_ms=rep_ms)
+    return time_graph(call, sets, rep_ms=rep_ms)
 
 
 def _cases(cfg: StandinBenchConfig, dev: str = "cuda") -> Iterator[_Case]:

@@ -18,6 +18,7 @@ import triton.testing
 
 __all__ = [
     "InputSet",
+    "copy_us",
     "make_sets",
     "time_eager",
     "time_graph",
@@ -107,7 +108,7 @@ def time_graph(
         del graph
 
 
-def _copy_us() -> tuple[float, int]:
+def copy_us() -> tuple[float, int]:
     """Median µs of a 1 GiB device-to-device copy, and the bytes it moves (read + write)."""
     src = torch.randn(1 << 29, device="cuda", dtype=torch.bfloat16)
     dst = torch.empty_like(src)
@@ -116,14 +117,14 @@ def _copy_us() -> tuple[float, int]:
 
 def measure_ceilings(dtype: torch.dtype = torch.bfloat16) -> dict[str, float]:
     """Copy ceiling (1 GiB D2D copy, read + write bytes) and GEMM ceiling (8192^3 matmul)."""
-    copy_us, nbytes = _copy_us()
+    copy_us_, nbytes = copy_us()
     a = torch.randn(8192, 8192, device="cuda", dtype=dtype)
     b = torch.randn(8192, 8192, device="cuda", dtype=dtype)
     mm_us = _median_us(lambda: a @ b, 25, 200)
     return {
-        "copy_gbps": nbytes / copy_us / 1e3,
+        "copy_gbps": nbytes / copy_us_ / 1e3,
         "gemm_tflops": 2 * 8192**3 / mm_us / 1e6,
-        "copy_us": copy_us,
+        "copy_us": copy_us_,
         "gemm_us": mm_us,
     }
 

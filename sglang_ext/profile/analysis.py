@@ -38,7 +38,8 @@ def _within(e: dict[str, Any], steps: list[tuple[float, float]]) -> int | None:
     return None
 
 
-def _union_len(iv: list[tuple[float, float]]) -> float:
+def union_len(iv: list[tuple[float, float]]) -> float:
+    """Total length covered by the intervals (overlaps counted once)."""
     tot, end = 0.0, float("-inf")
     for a, b in sorted(iv):
         if b <= end:
@@ -104,9 +105,9 @@ def _gpu_layers(
         inside = [(max(s, a), min(t, b), c) for s, t, c in kernels if t > a and s < b]
         comm = [(s, t) for s, t, c in inside if c]
         comp = [(s, t) for s, t, c in inside if not c]
-        busy = _union_len(comm + comp)
-        res["comm_us"][i] += _union_len(comm) / n
-        res["compute_us"][i] += (busy - _union_len(comm)) / n
+        busy = union_len(comm + comp)
+        res["comm_us"][i] += union_len(comm) / n
+        res["compute_us"][i] += (busy - union_len(comm)) / n
         res["idle_us"][i] += (b - a - busy) / n
     return res
 

@@ -24,6 +24,8 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
+from .analysis import union_len
+
 __all__ = [
     "decode_kernel_stats",
     "kv_bytes_per_step",
@@ -33,16 +35,6 @@ __all__ = [
 ]
 
 _LAUNCH_CATS = ("cuda_runtime", "cuda_driver")
-
-
-def _union(iv: list[tuple[float, float]]) -> float:
-    tot, end = 0.0, float("-inf")
-    for a, b in sorted(iv):
-        if b <= end:
-            continue
-        tot += b - max(a, end)
-        end = b
-    return tot
 
 
 def decode_kernel_stats(
@@ -75,7 +67,7 @@ def decode_kernel_stats(
     rows = []
     for (a, b), ks in zip(steps, per, strict=True):
         end = max([b] + [k[1] for k in ks])
-        rows.append({"kernels": len(ks), "busy_us": _union(ks), "span_us": end - a})
+        rows.append({"kernels": len(ks), "busy_us": union_len(ks), "span_us": end - a})
     span = sum(r["span_us"] for r in rows)
     return {
         "steps": rows,
