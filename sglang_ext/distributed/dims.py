@@ -16,8 +16,6 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from sglang_ext.net import free_port
-
 __all__ = ["ParallelDims", "EngineGroups", "init_distributed", "build_engine_groups"]
 
 logger = logging.getLogger(__name__)
@@ -63,10 +61,7 @@ def init_distributed(device: str, timeout_s: float) -> tuple[int, int, torch.dev
     A single process with no ``RANK`` in the environment becomes a world of one.
     Returns (rank, world_size, device).
     """
-    if "RANK" not in os.environ:
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0")
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(free_port()))
+    alone = "RANK" not in os.environ  # a world of one: an in-process store, no port at all
     backend = "nccl" if device == "cuda" else "gloo"
     dev = torch.device("cpu")
     if device == "cuda":
@@ -76,6 +71,8 @@ def init_distributed(device: str, timeout_s: float) -> tuple[int, int, torch.dev
         torch.cuda.set_device(dev)
     if not dist.is_initialized():
         kw = {"device_id": dev} if device == "cuda" else {}
+        if alone:
+            kw.update(store=dist.HashStore(), rank=0, world_size=1)
         dist.init_process_group(backend, timeout=_dt.timedelta(seconds=timeout_s), **kw)
     return dist.get_rank(), dist.get_world_size(), dev
 
