@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from dataclasses import asdict
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch.distributed as dist
 
-import torch.distributed as dist  # noqa: E402
-
-from sglang_ext.perf.cli import add_dataclass_args, dataclass_from_args  # noqa: E402
-from sglang_ext.perf.collectives import CollectiveConfig, run_sweep  # noqa: E402
-from sglang_ext.perf.dist_env import init_dist, spawn_ranks  # noqa: E402
-from sglang_ext.perf.envcheck import gpu_topology  # noqa: E402
-from sglang_ext.perf.records import append_jsonl, collect_env, make_record  # noqa: E402
+from sglang_ext.perf.cli import add_dataclass_args, dataclass_from_args
+from sglang_ext.perf.collectives import CollectiveConfig, run_sweep
+from sglang_ext.perf.dist_env import init_dist, spawn_ranks
+from sglang_ext.perf.envcheck import gpu_topology
+from sglang_ext.perf.records import append_jsonl, collect_env, make_record
 
 
 def _run(rank: int, group, device, cfg: CollectiveConfig, out: str, backend: str) -> None:

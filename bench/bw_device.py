@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from sglang_ext.perf.cli import parse_size  # noqa: E402
-from sglang_ext.perf.collectives import size_sweep  # noqa: E402
-from sglang_ext.perf.devbw import device_copy_bw, host_device_bw, peer_copy_bw  # noqa: E402
-from sglang_ext.perf.envcheck import gpu_topology  # noqa: E402
-from sglang_ext.perf.records import append_jsonl, collect_env, make_record  # noqa: E402
+from sglang_ext.perf.cli import parse_size
+from sglang_ext.perf.collectives import size_sweep
+from sglang_ext.perf.devbw import device_copy_bw, host_device_bw, peer_copy_bw
+from sglang_ext.perf.envcheck import gpu_topology
+from sglang_ext.perf.records import append_jsonl, collect_env, make_record
 
 log = logging.getLogger("bw_device")
 

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sglang_ext.perf.cli import add_dataclass_args, dataclass_from_args  # noqa: E402
-from sglang_ext.perf.compare import CompareConfig, run_comparison  # noqa: E402
+from sglang_ext.perf.cli import add_dataclass_args, dataclass_from_args
+from sglang_ext.perf.compare import CompareConfig, run_comparison
 
 
 def main() -> None:

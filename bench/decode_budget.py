@@ -8,11 +8,8 @@ Any other flag goes to sglang's ServerArgs (e.g. --attention-backend flashinfer)
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sglang_ext.profile.budget import main  # noqa: E402
+from sglang_ext.profile.budget import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sglang_ext.perf.envcheck import env_report  # noqa: E402
-from sglang_ext.perf.records import append_jsonl, make_record  # noqa: E402
+from sglang_ext.perf.envcheck import env_report
+from sglang_ext.perf.records import append_jsonl, make_record
 
 
 def main() -> None:

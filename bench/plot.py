@@ -7,13 +7,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sglang_ext.perf.plots import make_plots  # noqa: E402
-from sglang_ext.perf.records import read_jsonl  # noqa: E402
+from sglang_ext.perf.plots import make_plots
+from sglang_ext.perf.records import read_jsonl
 
 
 def main() -> None:

@@ -8,11 +8,8 @@ Takes sglang's server flags plus --phase, --batch-size, --input-len, --steps, --
 """
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sglang_ext.profile.launch import main  # noqa: E402
+from sglang_ext.profile.launch import main
 
 if __name__ == "__main__":
     sys.exit(main())

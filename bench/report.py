@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sglang_ext.perf.records import read_jsonl  # noqa: E402
-from sglang_ext.perf.report import write_report  # noqa: E402
+from sglang_ext.perf.records import read_jsonl
+from sglang_ext.perf.report import write_report
 
 
 def main() -> None:

@@ -14,10 +14,8 @@ import shlex
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sglang_ext.perf.records import append_jsonl, make_record  # noqa: E402
-from sglang_ext.perf.scaling import run_bench_one_batch, scaling_table  # noqa: E402
+from sglang_ext.perf.records import append_jsonl, make_record
+from sglang_ext.perf.scaling import run_bench_one_batch, scaling_table
 
 
 def main() -> None:

@@ -12,15 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from sglang_ext.perf.cli import add_dataclass_args, dataclass_from_args  # noqa: E402
-from sglang_ext.perf.loadgen import LoadConfig  # noqa: E402
-from sglang_ext.perf.records import append_jsonl  # noqa: E402
-from sglang_ext.perf.serve_bench import measure_client_overhead, serving_record  # noqa: E402
+from sglang_ext.perf.cli import add_dataclass_args, dataclass_from_args
+from sglang_ext.perf.loadgen import LoadConfig
+from sglang_ext.perf.records import append_jsonl
+from sglang_ext.perf.serve_bench import measure_client_overhead, serving_record
 
 
 def main() -> None:
