@@ -17,7 +17,7 @@ __all__ = ["LaunchPlan", "flag_value", "http_address", "plan_launch", "num_exper
 DEFAULT_HOST = "127.0.0.1"  # sglang 0.4.7's ServerArgs defaults
 DEFAULT_PORT = 30000
 
-# flags CPU serving needs (FACTS: intel_amx attention needs IPEX; an unset
+# flags CPU serving needs (sglang 0.4.7 on CPU: intel_amx attention needs IPEX; an unset
 # --max-total-tokens sized a ~19 GB KV cache on a 24 GB machine)
 CPU_DEFAULTS = {
     "--attention-backend": "torch_native",

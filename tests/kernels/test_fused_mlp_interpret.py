@@ -3,7 +3,7 @@
 The interpreter must be switched on before any Triton kernel is decorated, and other tests
 may import our kernels first, so the cases run in one child process (``_interpret_worker``)
 and each case is reported here.  float32 and float16 only: bf16 on the CPU interpreter
-computes garbage (see SGLANG-0.4.7-FACTS); bf16 is tested on the GPU.
+computes garbage (Triton 3.3-3.6 interpreter, seen here); bf16 is tested on the GPU.
 """
 
 import json

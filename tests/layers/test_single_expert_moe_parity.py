@@ -25,7 +25,7 @@ H, INTER = 64, 96  # 96 divides over 1, 2 and 4 ranks
 TOKENS = (1, 7, 33)
 SPAWN_TIMEOUT_S = 150
 # name -> layer kwargs. "kernel" cases run the Triton kernel under TRITON_INTERPRET=1 (fp32:
-# the interpreter gives garbage for bf16 CPU tensors, see SGLANG-0.4.7-FACTS.md).
+# the interpreter gives garbage for bf16 CPU tensors under Triton 3.3-3.6).
 CASES: dict[str, dict] = {
     "tp-fp32": dict(mode="tp", dtype=torch.float32),
     "dp-random-fp32": dict(mode="dp", dp_routing="random", dtype=torch.float32),
