@@ -17,7 +17,7 @@ from sglang_ext.perf.devbw import device_copy_bw, host_device_bw, peer_copy_bw
 from sglang_ext.perf.envcheck import gpu_topology
 from sglang_ext.perf.records import append_jsonl, collect_env, make_record
 
-log = logging.getLogger("bw_device")
+logger = logging.getLogger("bw_device")
 
 
 def main() -> None:
@@ -56,7 +56,7 @@ def main() -> None:
                         for s in sizes
                     ]
     for r in rows:
-        log.info(
+        logger.info(
             "%-12s %-8s %12d B  %10.1f us  %8.1f GB/s",
             r["kind"],
             r.get("device", r.get("src")),
@@ -65,7 +65,7 @@ def main() -> None:
             r["bw_gbps"],
         )
     append_jsonl(a.output_file, *(make_record("bw_device", cfg, r, env=env) for r in rows))
-    log.info("appended %d records to %s", len(rows), a.output_file)
+    logger.info("appended %d records to %s", len(rows), a.output_file)
 
 
 if __name__ == "__main__":

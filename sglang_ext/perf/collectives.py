@@ -36,7 +36,7 @@ __all__ = [
     "run_sweep",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 COLLECTIVES = ("all_reduce", "all_gather", "reduce_scatter", "broadcast", "sendrecv")
 
 
@@ -228,12 +228,12 @@ def run_sweep(
     n = dist.get_world_size(group=group)
     for op in cfg.ops:
         if op == "sendrecv" and n < 2:
-            log.warning("sendrecv needs >= 2 ranks (world size %d): skipped", n)
+            logger.warning("sendrecv needs >= 2 ranks (world size %d): skipped", n)
             continue
         for nbytes in size_sweep(cfg.min_bytes, cfg.max_bytes, cfg.factor):
             rows.append(run_collective(op, nbytes, cfg, group=group, device=device))
             r = rows[-1]
-            log.info(
+            logger.info(
                 "%-14s %12d B %10.1f us algbw %8.2f busbw %8.2f GB/s",
                 op,
                 r["size_bytes"],

@@ -40,7 +40,7 @@ __all__ = [
     "run_comparison",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 OnRecord = Callable[[dict[str, Any]], None]
 
 
@@ -122,7 +122,7 @@ def server_vocab_size(base_url: str) -> int | None:
 
         return len(AutoTokenizer.from_pretrained(path))
     except Exception as e:  # noqa: BLE001 - any failure means "unknown": the caller decides
-        log.warning("could not read the server's vocabulary (%s)", e)
+        logger.warning("could not read the server's vocabulary (%s)", e)
         return None
 
 
@@ -211,7 +211,7 @@ def run_comparison(
             if _point_key(label, qps, rep) not in done
         ]
         if not todo:
-            log.info("%s: every point already measured", label)
+            logger.info("%s: every point already measured", label)
             continue
         port = free_port()
         url = f"http://{cfg.host}:{port}"

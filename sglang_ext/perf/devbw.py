@@ -17,7 +17,7 @@ from .timing import median, time_iters
 
 __all__ = ["device_copy_bw", "host_device_bw", "peer_copy_bw", "peer_access_matrix"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def _row(kind: str, nbytes: int, moved: int, times: list[float], **extra: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from .records import collect_env
 
 __all__ = ["gpu_topology", "patch_status", "nccl_version", "env_report"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def _run(cmd: list[str], timeout: float = 60) -> tuple[int, str]:

@@ -7,7 +7,7 @@ from typing import Any
 
 __all__ = ["gpu_memory"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def gpu_memory() -> list[dict[str, Any]]:

@@ -30,7 +30,7 @@ __all__ = [
     "server_tokenizer_path",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -216,7 +216,7 @@ async def run_load(cfg: LoadConfig, tokenizer: Any | None = None) -> LoadResult:
     if tokenizer is None and cfg.tokenizer is None and cfg.vocab_size is None:
         tok_path = await server_tokenizer_path(cfg.base_url)
         tokenizer = await asyncio.to_thread(_load_server_tokenizer, tok_path, cfg.base_url)
-        log.info("prompts from the server's tokenizer %s (%d tokens)", tok_path, len(tokenizer))
+        logger.info("prompts from the server's tokenizer %s (%d tokens)", tok_path, len(tokenizer))
     tokenizer = tokenizer if tokenizer is not None else _load_tokenizer(cfg.tokenizer)
     rng = np.random.default_rng(cfg.seed)
     prompts = make_prompts(cfg, tokenizer, rng)

@@ -38,7 +38,7 @@ __all__ = [
     "series_label",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 Rec = dict[str, Any]
 
 
@@ -312,5 +312,5 @@ def make_plots(records: Iterable[Rec], out_dir: str | Path) -> list[Path]:
         made.append(plot_throughput_vs_load(serve, out_dir / "throughput_vs_load.png"))
         made.append(plot_latency_vs_throughput(serve, out_dir / "latency_vs_throughput.png"))
         made.append(plot_serving_comparison(serve, out_dir / "serving_comparison.png"))
-    log.info("wrote %d plots to %s", len(made), out_dir)
+    logger.info("wrote %d plots to %s", len(made), out_dir)
     return made

@@ -28,7 +28,7 @@ from .trace_analysis import LAYER_PREFIX, OP_PREFIX, analyze_trace
 
 __all__ = ["ProfileConfig", "label_modules", "profile_model"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(kw_only=True, slots=True)
@@ -154,7 +154,7 @@ def profile_model(
     )
     if device.type == "cuda":
         res["max_memory_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-    log.info(
+    logger.info(
         "rank %d: %d layers, %.2f ms/iter, profiler overhead %.0f%%, trace %s",
         rank,
         len(names),

@@ -34,7 +34,7 @@ __all__ = [
     "BENCH_ONE_BATCH_METRICS",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 BENCH_ONE_BATCH_METRICS = ("prefill_latency", "median_decode_latency", "total_latency")
 
 
@@ -115,7 +115,7 @@ def run_bench_one_batch(
         "--result-filename",
         result,
     ]
-    log.info("running %s", " ".join(cmd))
+    logger.info("running %s", " ".join(cmd))
     rc = run_in_group(cmd, timeout_s=timeout_s, log_path=log_path)  # no leftover TP ranks
     if rc != 0:
         raise RuntimeError(

@@ -16,7 +16,7 @@ from .server_process import ServerProcess, free_port
 
 __all__ = ["serving_record", "measure_client_overhead"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def serving_record(
@@ -50,7 +50,7 @@ def serving_record(
             "success": [o.success for o in res.outputs],
         }
     config = {**dataclasses.asdict(cfg), **(extra_config or {})}
-    log.info(
+    logger.info(
         "%s: %d/%d ok, %.2f req/s, median TTFT %.1f ms, median TPOT %.2f ms",
         cfg.base_url,
         m["completed"],

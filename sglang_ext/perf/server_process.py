@@ -60,7 +60,7 @@ __all__ = [
     "run_in_group",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 class ServerStartError(RuntimeError):
@@ -246,7 +246,7 @@ class ServerProcess:
                 self.stop()
                 if attempt == self.port_tries:
                     raise
-                log.warning(
+                logger.warning(
                     "port %s was taken (%s); starting again on another port",
                     self.port,
                     str(e).splitlines()[0],
@@ -260,7 +260,7 @@ class ServerProcess:
             raise self._fail(
                 ServerBindError, f"port {self.port} on {self.host} is already in use by {holders}"
             )
-        log.info("starting server: %s (log %s)", " ".join(self.cmd), self.log_path)
+        logger.info("starting server: %s (log %s)", " ".join(self.cmd), self.log_path)
         with self.log_path.open("wb") as f:
             self.proc = subprocess.Popen(
                 self.cmd,
@@ -279,7 +279,7 @@ class ServerProcess:
                 if self._probe(deadline):
                     self._check_model()
                     self.startup_s = time.monotonic() - t0
-                    log.info("server ready at %s after %.1f s", self.base_url, self.startup_s)
+                    logger.info("server ready at %s after %.1f s", self.base_url, self.startup_s)
                     return
             elif accepts(self.host, self.port):
                 self._refresh_tree()

@@ -28,7 +28,7 @@ from .tokenizer import QWEN3_REGULAR_VOCAB_SIZE, build_tokenizer
 
 __all__ = ["PRESETS", "materialize", "preset_config"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 # preset name -> folder of upstream configs under data/
 _SOURCES = {
@@ -91,5 +91,5 @@ def materialize(name: str, dst_dir: str | Path) -> Path:
     (dst / "generation_config.json").write_text(json.dumps(generation, indent=2) + "\n")
     build_tokenizer(dst, vocab_size=QWEN3_REGULAR_VOCAB_SIZE)
     (dst / "README.md").write_text(_README.format(name=name, upstream=folder))
-    log.info("materialized preset %s in %s", name, dst)
+    logger.info("materialized preset %s in %s", name, dst)
     return dst

@@ -25,7 +25,7 @@ __all__ = [
     "count_router_choices",
 ]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 DEFAULT_PROMPTS: tuple[str, ...] = (
     "The quick brown fox jumps over the lazy dog while the farmer watches from the porch.",
@@ -117,7 +117,7 @@ def count_router_choices(
         if hook is not None:
             hook.remove()
         del layer
-        log.info("calibration: layer %d done", i)
+        logger.info("calibration: layer %d done", i)
     return counts
 
 

@@ -31,7 +31,7 @@ from .writer import write_checkpoint
 
 __all__ = ["INFO_NAME", "check_paths", "prune"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 INFO_NAME = "prune_info.json"
 _SKIP_NAMES = {"config.json", INDEX_NAME, INFO_NAME, ".git", ".cache", ".gitattributes"}
@@ -124,7 +124,7 @@ def prune(cfg: PruneConfig) -> Path:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    log.info("pruned %s -> %s (%s)", src_root, dst, cfg.expert)
+    logger.info("pruned %s -> %s (%s)", src_root, dst, cfg.expert)
     return dst
 
 

@@ -22,7 +22,7 @@ from .plan import OutTensor
 
 __all__ = ["group_shards", "tensor_digest", "write_checkpoint"]
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 def tensor_digest(t: torch.Tensor) -> str:
@@ -115,7 +115,7 @@ def write_checkpoint(
             save_file(tensors, str(out_dir / file), metadata={"format": "pt"})
             del tensors
             _verify(out_dir / file, digests)
-            log.info("wrote and verified %s (%d tensors)", file, len(shard))
+            logger.info("wrote and verified %s (%d tensors)", file, len(shard))
     if n > 1:
         index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
         (out_dir / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
