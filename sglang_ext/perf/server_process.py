@@ -304,9 +304,20 @@ class ServerProcess:
     def _refresh_tree(self) -> None:
         try:
             leader = psutil.Process(self.proc.pid)
+            seen: dict[int, str] = {}
             for p in [leader, *leader.children(recursive=True)]:
-                if is_alive(p):
-                    self._tree[p.pid] = (p, process_title(p))
+                if not is_alive(p):
+                    continue
+                title = seen[p.pid] = process_title(p)
+                try:
+                    parent_title = seen.get(p.ppid())
+                except psutil.Error:
+                    continue
+                if title == parent_title:
+                    # a fork that has not exec'd yet (or never will) inherits its
+                    # parent's title; its exit is not the parent's death
+                    continue
+                self._tree[p.pid] = (p, title)
         except psutil.Error:
             pass
 

@@ -323,6 +323,28 @@ def test_dead_child_fails_at_once_naming_it():
     assert time.monotonic() - t0 < 15
 
 
+def test_short_lived_fork_of_a_watched_child_is_not_its_death():
+    # sglang's scheduler forks helpers (subprocess, compile workers): between fork and
+    # exec they carry the scheduler's title; their exit must not read as the scheduler dying
+    sched = (
+        "import os, setproctitle, time; setproctitle.setproctitle('sglang::scheduler_TP0')\n"
+        "while True:\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        time.sleep(0.3); os._exit(0)\n"
+        "    os.waitpid(pid, 0)\n"
+    )
+    script = f"""
+        import subprocess, sys, time
+        subprocess.Popen([sys.executable, "-c", {sched!r}])
+        time.sleep(3)
+        {FAKE}
+    """
+    srv = ServerProcess(_py(script), "http://127.0.0.1:{port}", env=ENV, ready_timeout_s=60)
+    with srv:
+        assert http_ok(srv.base_url + "/health")
+
+
 def test_run_in_group_leaves_nothing_behind(tmp_path):
     pid_file = tmp_path / "bg.pid"
     script = f"""
