@@ -32,14 +32,31 @@ def trees(tmp_path_factory, pristine_tree, series):
     return {"stock": root / "stock", "patched": root / "patched"}
 
 
-def probe(tree_root: Path, *args: str) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(tree_root))
-    out = subprocess.run(
-        [sys.executable, str(PROBE), *args], env=env, capture_output=True, text=True, timeout=300
-    )
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("PROBE ")]
-    assert lines, f"probe crashed:\n{out.stderr[-3000:]}"
-    return json.loads(lines[-1][len("PROBE ") :])
+def probes(*calls: tuple[Path, tuple[str, ...]]) -> list[dict]:
+    """Run each ``(tree_root, probe args)`` in its own child interpreter, all at once
+    (each one mostly waits on sglang's imports), and return their JSON results in order."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(PROBE), *args],
+            env=dict(os.environ, PYTHONPATH=str(tree_root)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for tree_root, args in calls
+    ]
+    results = []
+    try:
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=300)
+            lines = [ln for ln in stdout.splitlines() if ln.startswith("PROBE ")]
+            assert lines, f"probe {proc.args[2:]} crashed:\n{stderr[-3000:]}"
+            results.append(json.loads(lines[-1][len("PROBE ") :]))
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(timeout=30)
+    return results
 
 
 EP_SIZES = (2, 4, 8)
@@ -49,10 +66,9 @@ EP_SIZES = (2, 4, 8)
 def maps(trees, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("store")
     sizes = ",".join(map(str, EP_SIZES))
-    return {
-        name: probe(trees[name], "expert_location", sizes, str(tmp / name))
-        for name in ("stock", "patched")
-    }
+    names = ("stock", "patched")
+    got = probes(*((trees[n], ("expert_location", sizes, str(tmp / n))) for n in names))
+    return dict(zip(names, got, strict=True))
 
 
 @pytest.mark.parametrize("ep", EP_SIZES)
@@ -81,9 +97,11 @@ def test_expert_location_one_expert(maps, ep):
 
 
 def test_registry_reports_failed_native_import(trees):
-    assert probe(trees["patched"], "registry") == {"resolved": "Qwen3MoeForCausalLM"}
-    stock = probe(trees["stock"], "registry", "break")
+    # (that the patched tree resolves Qwen3-MoE natively when it imports is what every
+    # server test's "SingleExpertMoE: mode ..." log line shows)
+    stock, ours = probes(
+        (trees["stock"], ("registry", "break")), (trees["patched"], ("registry", "break"))
+    )
     assert stock == {"resolved": "TransformersForCausalLM"}, "stock falls back silently"
-    ours = probe(trees["patched"], "registry", "break")
     assert "sglang.srt.models.qwen3_moe" in ours.get("error", ""), ours
     assert "SGLANG_MODEL_IMPL=transformers" in ours["error"]
