@@ -3,7 +3,7 @@ import shutil
 import pytest
 
 from sglang_ext.patching import PatchSeries
-from sglang_ext.testing.pristine import pristine_sglang
+from tests._support.pristine import pristine_sglang
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from sglang_ext.patching import PatchError, PatchSeries, TreeState, apply, rever
 from sglang_ext.patching.journal import JOURNAL_DIR, PAUSE_ENV, PAUSE_MARKER
 from sglang_ext.patching.source import STAMP_NAME
 from sglang_ext.patching.staging import STAGE_PREFIX
-from sglang_ext.testing.trees import snapshot
+from tests._support.trees import snapshot
 
 REPO = Path(__file__).resolve().parents[2]
 PAUSE_DEADLINE_S = 60.0

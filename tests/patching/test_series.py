@@ -8,7 +8,7 @@ import pytest
 
 from sglang_ext.patching import PatchError, TreeState, apply, check, revert, status
 from sglang_ext.patching.source import STAMP_NAME
-from sglang_ext.testing.trees import snapshot
+from tests._support.trees import snapshot
 
 
 def test_check_apply_reapply_revert_round_trip(tree, series, caplog):

@@ -15,7 +15,7 @@ import torch
 
 from sglang_ext.patching import PatchSeries
 from sglang_ext.perf.envcheck import env_report, patch_status
-from sglang_ext.testing.pristine import pristine_sglang
+from tests._support.pristine import pristine_sglang
 
 
 def test_env_report_fields():

@@ -1,1 +1,0 @@
-"""Helpers the test-suite shares (pristine sglang tree, server processes)."""
