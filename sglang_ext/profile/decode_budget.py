@@ -6,15 +6,15 @@ a few more decode steps under torch.profiler, each inside a ``step::decode`` ran
 trace (:func:`decode_kernel_stats`):
 
 - a kernel belongs to the step whose CPU range holds the runtime call that launched it
-  (``cudaLaunchKernel``, ``cudaGraphLaunch``, ...: matched by the ``correlation`` id), so
-  kernels replayed from a CUDA graph count too;
+  (``cudaLaunchKernel``, ``cudaGraphLaunch``, ...: matched by the ``correlation`` id, see
+  :mod:`kineto`), so kernels replayed from a CUDA graph count too;
 - ``gpu_busy_frac``: the union of the step's kernel intervals over its span, from the start
   of the step's CPU range to the later of its end and its last kernel's end.
 
 The floor (:func:`floor_ms`) is the bytes a decode step must read, the weights (all but
 the embedding table, of which only the batch's rows are read) plus the KV cache of every
 sequence's context, over the device copy bandwidth measured in the same run
-(``dst.copy_(src)``, read + write bytes over time, as ``perf.devbw`` counts it).
+(``dst.copy_(src)``, read + write bytes over time, as ``perf.comm.devbw`` counts it).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from collections import defaultdict
 from typing import Any
 
 from .analysis import union_len
+from .kineto import cpu_ranges, gpu_ops
 
 __all__ = [
     "decode_kernel_stats",
@@ -34,35 +35,22 @@ __all__ = [
     "gpu_folder",
 ]
 
-_LAUNCH_CATS = ("cuda_runtime", "cuda_driver")
-
 
 def decode_kernel_stats(
     events: list[dict[str, Any]], step_name: str = "step::decode"
 ) -> dict[str, Any]:
     """Per decode step: kernels, busy and span (us); their means; from Chrome trace events."""
-    xs = [e for e in events if e.get("ph") == "X" and "dur" in e]
-    steps = sorted(
-        (e["ts"], e["ts"] + e["dur"])
-        for e in xs
-        if e.get("cat") == "user_annotation" and e["name"] == step_name
-    )
+    steps = sorted((r.ts, r.end) for r in cpu_ranges(events) if r.name == step_name)
     if not steps:
         raise ValueError(f"no {step_name!r} CPU range in the trace: nothing to count")
-    launch_ts: dict[Any, float] = {}
-    for e in xs:
-        if e.get("cat") in _LAUNCH_CATS and "correlation" in e.get("args", {}):
-            launch_ts[e["args"]["correlation"]] = e["ts"]
+    index = {s: i for i, s in enumerate(steps)}
     per: list[list[tuple[float, float]]] = [[] for _ in steps]
-    for e in xs:
-        if e.get("cat") != "kernel":
+    for g in gpu_ops(events)[0]:
+        if g.cat != "kernel":
             continue
-        t = launch_ts.get(e.get("args", {}).get("correlation"))
-        if t is None:
-            continue
-        for i, (a, b) in enumerate(steps):
-            if a <= t <= b:
-                per[i].append((e["ts"], e["ts"] + e["dur"]))
+        for r in g.enclosing:
+            if r.name == step_name:
+                per[index[(r.ts, r.end)]].append((g.ts, g.end))
                 break
     rows = []
     for (a, b), ks in zip(steps, per, strict=True):
