@@ -14,9 +14,9 @@ from dataclasses import asdict
 import torch.distributed as dist
 
 from sglang_ext.perf.cli import add_dataclass_args, dataclass_from_args
-from sglang_ext.perf.collectives import CollectiveConfig, run_sweep
+from sglang_ext.perf.comm.collectives import CollectiveConfig, run_sweep
+from sglang_ext.perf.comm.envcheck import gpu_topology
 from sglang_ext.perf.dist_env import init_dist, spawn_ranks
-from sglang_ext.perf.envcheck import gpu_topology
 from sglang_ext.perf.records import append_jsonl, collect_env, make_record
 
 

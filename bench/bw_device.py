@@ -12,9 +12,9 @@ import logging
 import torch
 
 from sglang_ext.perf.cli import parse_size
-from sglang_ext.perf.collectives import size_sweep
-from sglang_ext.perf.devbw import device_copy_bw, host_device_bw, peer_copy_bw
-from sglang_ext.perf.envcheck import gpu_topology
+from sglang_ext.perf.comm.collectives import size_sweep
+from sglang_ext.perf.comm.devbw import device_copy_bw, host_device_bw, peer_copy_bw
+from sglang_ext.perf.comm.envcheck import gpu_topology
 from sglang_ext.perf.records import append_jsonl, collect_env, make_record
 
 logger = logging.getLogger("bw_device")

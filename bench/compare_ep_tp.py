@@ -14,7 +14,7 @@ import argparse
 import logging
 
 from sglang_ext.perf.cli import add_dataclass_args, dataclass_from_args
-from sglang_ext.perf.compare import CompareConfig, run_comparison
+from sglang_ext.perf.serving.compare import CompareConfig, run_comparison
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from sglang_ext.perf.envcheck import env_report
+from sglang_ext.perf.comm.envcheck import env_report
 from sglang_ext.perf.records import append_jsonl, make_record
 
 

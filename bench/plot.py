@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from sglang_ext.perf.plots import make_plots
 from sglang_ext.perf.records import read_jsonl
+from sglang_ext.perf.report.plots import make_plots
 
 
 def main() -> None:

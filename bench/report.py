@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 from sglang_ext.perf.records import read_jsonl
-from sglang_ext.perf.report import write_report
+from sglang_ext.perf.report.markdown import write_report
 
 
 def main() -> None:

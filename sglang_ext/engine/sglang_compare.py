@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from sglang_ext.engine.model import Qwen3ForCausalLM
-from sglang_ext.perf.server_process import ServerProcess
+from sglang_ext.perf.serving.server_process import ServerProcess
 
 __all__ = [
     "save_hf_checkpoint",

@@ -1,14 +1,15 @@
-"""Measurement helpers: result records, timing, load generation, bandwidth, profiling, plots.
+"""Measurement code: one subpackage per job, loose shared modules at the top.
 
-Modules are imported on demand (nothing here imports sglang), so the GPU benches run
-where sglang is not installed:
+Modules are imported on demand (nothing here imports sglang at import time), so the GPU
+benches run where sglang is not installed:
 
-- ``records``: JSONL result records (schema, env, git sha).
-- ``loadgen``, ``serve_metrics``, ``serve_bench``, ``bench_serving_compat``, ``fake_server``:
-  the serving load generator over ``sglang.bench_serving``'s request functions.
-- ``server_process``, ``compare``: launch / wait / stop servers; EP-vs-TP comparisons.
-- ``timing``, ``collectives``, ``devbw``, ``dist_env``, ``envcheck``: bandwidth and environment.
-- ``profiler``, ``trace_analysis``, ``toy_model``: per-layer per-op Kineto profiling.
-- ``scaling``: speedup, efficiency, pipeline bubbles, ``bench_one_batch`` runs.
-- ``plots``, ``report``: PNG plots and markdown reports from records only.
+- ``serving``: load generation over ``sglang.bench_serving``'s request functions, serving
+  metrics, the one ``ServerProcess`` (launch / probe / stop), the fake server, EP-vs-TP
+  comparisons, GPU memory readings.
+- ``comm``: collective and device bandwidth sweeps, the environment check.
+- ``profile``: per-layer per-op Kineto profiling and trace analysis.
+- ``report``: PNG plots and markdown reports from records only.
+- ``records`` (JSONL result records), ``timing`` (the one timer), ``stats`` (spreads,
+  serving points), ``dist_env`` (spawned CPU/GPU ranks), ``scaling`` (speedup, efficiency,
+  ``bench_one_batch`` runs), ``toy_model`` (a small decoder to profile).
 """

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sglang_ext.perf.server_process import run_in_group
+from sglang_ext.perf.serving.server_process import run_in_group
 
 __all__ = [
     "speedup",

@@ -4,9 +4,12 @@ Per rank, from the trace: the measured steps (``step::<phase>`` ranges), and ins
 the time of each decoder layer (``layer::L<i>``), each op (``op::L<i>.<op>``) and the
 parts outside the layers (``op::embed``, ``op::final_norm``, ``op::logits``; the rest of
 the step, batch preparation and sampling, is ``other``), all as means per step. On the
-GPU these are the ``gpu_user_annotation`` ranges (GPU time), and inside each layer the
-NCCL kernels are communication, the other kernels compute, and the gaps idle. On the CPU
-they are the ``user_annotation`` (wall) ranges.
+CPU these are the ``user_annotation`` (wall) ranges. On the GPU the kernels run after the
+CPU call that launched them, outside its range: each kernel is counted in the ranges that
+enclose its launching call (:func:`gpu_attribution`, by the Kineto correlation id), and
+inside each layer the NCCL kernels are communication, the other kernels compute, and the
+gaps idle. A step replayed from a CUDA graph has no per-layer numbers (None, with the
+reason).
 
 Across ranks (CPU, gloo: a collective blocks until every rank arrived), the j-th call of a
 group takes on rank r ``d[r][j]``; ``min_r d[r][j]`` is the transfer itself and the rest is
@@ -21,9 +24,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from sglang_ext.perf.trace_analysis import analyze_trace, comm_kind, load_events
+from sglang_ext.perf.profile.trace_analysis import analyze_trace, comm_kind, load_events
 
-__all__ = ["rank_summary", "merge_comm", "per_step_comm", "bottlenecks", "hta_summary"]
+__all__ = ["rank_summary", "gpu_attribution", "merge_comm", "per_step_comm", "bottlenecks", "hta_summary"]
 
 _LAYER = re.compile(r"^layer::L(\d+)$")
 _OP = re.compile(r"^op::L(\d+)\.(\w+)$")
@@ -49,67 +52,140 @@ def union_len(iv: list[tuple[float, float]]) -> float:
     return tot
 
 
+def _cpu_parts(
+    ann: list[dict[str, Any]], steps: list[tuple[float, float]], n_layers: int
+) -> tuple[list[float], dict[str, list[float]], dict[str, float]]:
+    """Wall time per step (mean) of the layers, ops and outside parts of CPU ranges."""
+    n = len(steps)
+    layer = [0.0] * n_layers
+    ops: dict[str, list[float]] = defaultdict(lambda: [0.0] * n_layers)
+    outside: dict[str, float] = defaultdict(float)
+    for e in ann:
+        if _within(e, steps) is None:
+            continue
+        if m := _LAYER.match(e["name"]):
+            layer[int(m.group(1))] += e["dur"] / n
+        elif m := _OP.match(e["name"]):
+            ops[m.group(2)][int(m.group(1))] += e["dur"] / n
+        elif m := _OUT.match(e["name"]):
+            outside[m.group(1)] += e["dur"] / n
+    return layer, dict(ops), dict(outside)
+
+
 def rank_summary(trace: str | Path, *, n_layers: int, phase: str, gpu: bool) -> dict[str, Any]:
     """Per-step means of steps, layers, ops and outside parts in one rank's trace."""
     events = [e for e in load_events(trace) if e.get("ph") == "X" and "dur" in e]
-    cat = "gpu_user_annotation" if gpu else "user_annotation"
-    ann = [e for e in events if e.get("cat") == cat]
+    ann = [e for e in events if e.get("cat") == "user_annotation"]
     steps_ev = sorted((e for e in ann if e["name"] == f"step::{phase}"), key=lambda e: e["ts"])
     if not steps_ev:
         raise RuntimeError(f"no step::{phase} range in {trace}: the profiler saw no step")
     steps = [(e["ts"], e["ts"] + e["dur"]) for e in steps_ev]
     n = len(steps)
-    layer = [0.0] * n_layers
-    ops: dict[str, list[float]] = defaultdict(lambda: [0.0] * n_layers)
-    outside: dict[str, float] = defaultdict(float)
-    layer_iv: list[tuple[int, float, float]] = []
-    for e in ann:
-        if _within(e, steps) is None:
-            continue
-        if m := _LAYER.match(e["name"]):
-            i = int(m.group(1))
-            layer[i] += e["dur"] / n
-            layer_iv.append((i, e["ts"], e["ts"] + e["dur"]))
-        elif m := _OP.match(e["name"]):
-            ops[m.group(2)][int(m.group(1))] += e["dur"] / n
-        elif m := _OUT.match(e["name"]):
-            outside[m.group(1)] += e["dur"] / n
     step_us = sum(b - a for a, b in steps) / n
-    outside["other"] = step_us - sum(layer) - sum(outside.values())
-    out: dict[str, Any] = {
-        "steps_us": [b - a for a, b in steps],
-        "step_us": step_us,
-        "per_layer_us": layer,
-        "ops_us": dict(ops),
-        "outside_us": dict(outside),
-        "trace_analysis": analyze_trace(trace),
-    }
+    layer, ops, outside = _cpu_parts(ann, steps, n_layers)
+    out: dict[str, Any] = {"steps_us": [b - a for a, b in steps], "step_us": step_us}
     if gpu:
-        out["per_layer_gpu"] = _gpu_layers(events, layer_iv, n_layers, n)
+        out.update(gpu_attribution(events, steps, n_layers=n_layers, phase=phase))
+        out["per_layer_host_us"] = layer  # the CPU's wall time in each layer (launching)
+    else:
+        outside["other"] = step_us - sum(layer) - sum(outside.values())
+        out.update({"per_layer_us": layer, "ops_us": ops, "outside_us": outside})
+    out["trace_analysis"] = analyze_trace(trace)
     return out
 
 
-def _gpu_layers(
-    events: list[dict[str, Any]], layer_iv: list[tuple[int, float, float]], n_layers: int, n: int
-) -> dict[str, list[float]]:
-    """Per layer (mean per step): NCCL kernel time, other kernel time, idle, on the GPU."""
-    kernels = sorted(
-        (
-            (e["ts"], e["ts"] + e["dur"], bool(comm_kind(e["name"])))
-            for e in events
-            if e.get("cat") == "kernel"
-        ),
-    )
-    res = {k: [0.0] * n_layers for k in ("compute_us", "comm_us", "idle_us")}
-    for i, a, b in layer_iv:
-        inside = [(max(s, a), min(t, b), c) for s, t, c in kernels if t > a and s < b]
-        comm = [(s, t) for s, t, c in inside if c]
-        comp = [(s, t) for s, t, c in inside if not c]
-        busy = union_len(comm + comp)
-        res["comm_us"][i] += union_len(comm) / n
-        res["compute_us"][i] += (busy - union_len(comm)) / n
-        res["idle_us"][i] += (b - a - busy) / n
-    return res
+def _span(iv: list[tuple[float, float]]) -> float:
+    return max(b for _, b in iv) - min(a for a, _ in iv) if iv else 0.0
+
+
+def gpu_attribution(
+    events: list[dict[str, Any]], steps: list[tuple[float, float]], *, n_layers: int, phase: str
+) -> dict[str, Any]:
+    """GPU time per layer, op and outside part, each kernel counted where it was launched.
+
+    A kernel (or GPU memcpy/memset) belongs to the step, layer and op whose CPU ranges
+    enclose the runtime call that launched it (:func:`kineto.gpu_ops`). Per step, then the
+    mean over the steps:
+
+    - ``per_layer_us``: the layer's GPU span, its first kernel's start to its last one's end;
+      ``per_layer_gpu``: that span split into NCCL kernel time (comm), other kernel time
+      (compute) and the gaps (idle: the GPU waiting, mostly for the CPU to launch);
+    - ``ops_us``: an op's kernel time (union of its kernels' intervals);
+    - ``outside_us``: the GPU span of embed, final_norm and logits; ``other``: the rest of
+      the step (batch preparation, sampling, launch gaps between the parts).
+
+    If the steps' kernels were replayed from a CUDA graph, they were launched by one
+    ``cudaGraphLaunch`` outside every layer's range: nothing can be attributed, and the
+    per-layer numbers are None with ``per_layer_reason`` saying why.
+    """
+    step_name = f"step::{phase}"
+    index = {s: i for i, s in enumerate(steps)}
+    ops, orphans = gpu_ops(events)
+    in_step = []
+    for g in ops:
+        s = next((r for r in g.enclosing if r.name == step_name), None)
+        if s is not None and (s.ts, s.end) in index:
+            in_step.append((index[(s.ts, s.end)], g))
+    n = len(steps)
+    graph = sum(g.graph for _, g in in_step)
+    per_step: list[list[tuple[float, float]]] = [[] for _ in steps]
+    for i, g in in_step:
+        per_step[i].append((g.ts, g.end))
+    out: dict[str, Any] = {
+        "gpu_kernels_per_step": len(in_step) / n,
+        "gpu_graph_kernels_per_step": graph / n,
+        "gpu_unattributed_kernels": orphans,
+        "gpu_busy_us": sum(union_len(iv) for iv in per_step) / n,
+    }
+    if not in_step or graph:
+        why = (
+            f"the profiled steps replayed a CUDA graph: cudaGraphLaunch launched {graph / n:.0f} "
+            f"of {len(in_step) / n:.0f} GPU kernels per step, outside every layer's CPU range, "
+            f"so no kernel can be attributed to a layer or op; profile eagerly for per-layer "
+            f"numbers (leave out --profile-graph, or pass sglang's --disable-cuda-graph)"
+            if graph
+            else f"no GPU kernel was launched inside a {step_name} range: nothing to attribute"
+        )
+        return {**out, "per_layer_us": None, "per_layer_gpu": None, "per_layer_reason": why,
+                "ops_us": {}, "outside_us": {}}  # fmt: skip
+    layer_k: dict[tuple[int, int], list[tuple[float, float, bool]]] = defaultdict(list)
+    op_k: dict[tuple[int, str, int], list[tuple[float, float]]] = defaultdict(list)
+    out_k: dict[tuple[int, str], list[tuple[float, float]]] = defaultdict(list)
+    for i, g in in_step:
+        lay = op = part = None
+        for r in g.enclosing:
+            if m := _LAYER.match(r.name):
+                lay = int(m.group(1))
+            elif m := _OP.match(r.name):
+                op = (m.group(2), int(m.group(1)))
+            elif m := _OUT.match(r.name):
+                part = m.group(1)
+        if lay is not None:
+            layer_k[(i, lay)].append((g.ts, g.end, bool(comm_kind(g.name))))
+            if op is not None:
+                op_k[(i, *op)].append((g.ts, g.end))
+        elif part is not None:
+            out_k[(i, part)].append((g.ts, g.end))
+    layer = [0.0] * n_layers
+    split = {k: [0.0] * n_layers for k in ("compute_us", "comm_us", "idle_us")}
+    for (_, li), ks in layer_k.items():
+        iv = [(a, b) for a, b, _ in ks]
+        comm = union_len([(a, b) for a, b, c in ks if c])
+        busy = union_len(iv)
+        layer[li] += _span(iv) / n
+        split["comm_us"][li] += comm / n
+        split["compute_us"][li] += (busy - comm) / n
+        split["idle_us"][li] += (_span(iv) - busy) / n
+    ops_us: dict[str, list[float]] = defaultdict(lambda: [0.0] * n_layers)
+    for (_, name, li), iv in op_k.items():
+        ops_us[name][li] += union_len(iv) / n
+    outside: dict[str, float] = defaultdict(float)
+    for (_, part), iv in out_k.items():
+        outside[part] += _span(iv) / n
+    step_us = sum(b - a for a, b in steps) / n
+    outside["other"] = step_us - sum(layer) - sum(outside.values())
+    return {**out, "per_layer_us": layer, "per_layer_gpu": split, "ops_us": dict(ops_us),
+            "outside_us": dict(outside)}  # fmt: skip
 
 
 def merge_comm(ranks: list[dict[str, Any]]) -> None:
@@ -131,14 +207,14 @@ def merge_comm(ranks: list[dict[str, Any]]) -> None:
                 s[j]["transfer_us"] = fastest
                 s[j]["wait_us"] = s[j]["dur_us"] - fastest
     for rk in ranks:
+        if rk["per_layer_us"] is None or "per_layer_gpu" in rk:
+            continue  # GPU: the kernels give the split; graph replay: nothing per layer
         n_layers, n = len(rk["per_layer_us"]), len(rk["steps_us"])
         comm, idle = [0.0] * n_layers, [0.0] * n_layers
         for c in rk["calls"]:
             if c["step"] is not None and c["layer"] is not None:
                 comm[c["layer"]] += c.get("transfer_us", c["dur_us"]) / n
                 idle[c["layer"]] += c.get("wait_us", 0.0) / n
-        if "per_layer_gpu" in rk:
-            continue
         rk["per_layer_cpu"] = {
             "compute_us": [
                 t - c - w for t, c, w in zip(rk["per_layer_us"], comm, idle, strict=True)

@@ -77,8 +77,8 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
     from sglang.srt.server_args import prepare_server_args
     from torch.profiler import ProfilerActivity, profile
 
-    from sglang_ext.perf.devbw import device_copy_bw
-    from sglang_ext.perf.trace_analysis import load_events
+    from sglang_ext.perf.comm.devbw import device_copy_bw
+    from sglang_ext.perf.profile.trace_analysis import load_events
 
     from .decode_budget import decode_kernel_stats, top_kernels
     from .rank import StepRunner, init_dist

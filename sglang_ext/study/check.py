@@ -1,6 +1,6 @@
 """``study check``: versions, devices, patch status, NCCL and peer access, a verdict each.
 
-Built on :func:`sglang_ext.perf.envcheck.env_report`.  Verdicts: ``ok``; ``warn``
+Built on :func:`sglang_ext.perf.comm.envcheck.env_report`.  Verdicts: ``ok``; ``warn``
 (the study runs, with less); ``FAIL`` (something required is missing: the study
 would fail; the CLI exits non-zero).
 """
@@ -65,7 +65,7 @@ def run_checks(
     cfg: StudyConfig, *, mode: str = "quick", report: dict[str, Any] | None = None
 ) -> list[CheckItem]:
     """Every check item; ``report`` is an ``env_report()`` already made (else one is made)."""
-    from sglang_ext.perf.envcheck import env_report
+    from sglang_ext.perf.comm.envcheck import env_report
 
     rep = report if report is not None else env_report()
     env, gpus = rep["env"], rep["gpus"]

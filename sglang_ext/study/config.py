@@ -137,7 +137,7 @@ class ScalingConfig:
 
 @dataclass(kw_only=True, slots=True)
 class ServingConfig:
-    """Step 5: the dp-vs-tp serving comparison (sglang_ext.perf.compare)."""
+    """Step 5: the dp-vs-tp serving comparison (sglang_ext.perf.serving.compare)."""
 
     configs: tuple[str, ...] = (
         "dp:--tp-size 2 --single-expert-mode dp",

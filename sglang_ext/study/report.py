@@ -1,7 +1,7 @@
 """Step 8: one report over every step's records, a step table, profile links and an index.
 
 ``<out>/report/report.md`` holds: the question and its answer (the serving verdicts
-of :mod:`sglang_ext.perf.report`), a table naming every step with its status, the
+of :mod:`sglang_ext.perf.report.markdown`), a table naming every step with its status, the
 per-layer profile links, every section and plot the records support, and an index of
 every record (file and line, what it is, the command that made it).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from sglang_ext.perf.records import read_jsonl
-from sglang_ext.perf.report import markdown_table, serving_verdicts, write_report
+from sglang_ext.perf.report.markdown import markdown_table, serving_verdicts, write_report
 
 from .config import STEPS, StudyConfig
 from .steps import STEP_TABLE

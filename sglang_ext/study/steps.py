@@ -84,7 +84,7 @@ def model_args(ctx: StepContext) -> list[str]:
 
 
 def step_env(ctx: StepContext) -> None:
-    from sglang_ext.perf.envcheck import env_report
+    from sglang_ext.perf.comm.envcheck import env_report
 
     from .check import FAIL, run_checks
 
@@ -115,7 +115,7 @@ def _collective_rank(rank: int, world: int, port: int, backend: str, cfg: Any, o
     )
     import torch.distributed as dist
 
-    from sglang_ext.perf.collectives import run_sweep
+    from sglang_ext.perf.comm.collectives import run_sweep
     from sglang_ext.perf.dist_env import init_dist
 
     group, device = init_dist(backend, timeout_s=120)
@@ -152,8 +152,8 @@ def step_bandwidth(ctx: StepContext) -> None:
 
     import torch
 
-    from sglang_ext.perf.collectives import CollectiveConfig, size_sweep
-    from sglang_ext.perf.devbw import device_copy_bw, host_device_bw, peer_copy_bw
+    from sglang_ext.perf.comm.collectives import CollectiveConfig, size_sweep
+    from sglang_ext.perf.comm.devbw import device_copy_bw, host_device_bw, peer_copy_bw
 
     b = ctx.cfg.bandwidth
     sizes = size_sweep(b.min_bytes, b.max_bytes, b.factor)
@@ -301,7 +301,7 @@ def step_scaling(ctx: StepContext) -> None:
 
 
 def serving_compare_config(ctx: StepContext) -> Any:
-    from sglang_ext.perf.compare import CompareConfig
+    from sglang_ext.perf.serving.compare import CompareConfig
 
     s = ctx.cfg.serving
     kw: dict[str, Any] = {}
@@ -326,7 +326,7 @@ def serving_compare_config(ctx: StepContext) -> Any:
 
 
 def step_serving(ctx: StepContext) -> None:
-    from sglang_ext.perf.compare import run_comparison
+    from sglang_ext.perf.serving.compare import run_comparison
 
     cc = serving_compare_config(ctx)
     done = set()
@@ -390,7 +390,7 @@ def step_profile(ctx: StepContext) -> None:
     activates the patched sglang before importing it, which this process cannot redo)."""
     import importlib.util
 
-    from sglang_ext.perf.compare import parse_server_config
+    from sglang_ext.perf.serving.compare import parse_server_config
 
     try:
         have = importlib.util.find_spec("sglang_ext.profile.__main__") is not None

@@ -14,7 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from sglang_ext.perf.server_process import ServerProcess, free_port
+from sglang_ext.perf.serving.server_process import ServerProcess, free_port
 
 __all__ = ["READY_TIMEOUT_S", "Server", "post_raw", "start_server"]
 
@@ -104,4 +104,8 @@ def start_server(name: str, args: list[str], log_dir: Path, env: dict[str, str] 
             [c.replace("{port}", port) for c in cmd], url.replace("{port}", port), **kw
         )
     proc.__enter__()
+    # ready (/health 200) only once sglang's warm-up request is done; 0.4.7 says ready before
+    if "The server is fired up and ready to roll!" not in log_path.read_text(errors="replace"):
+        proc.stop()
+        raise AssertionError(f"{name}: /health answered 200 before the warm-up finished")
     return Server(name=name, url=proc.base_url, proc=proc, log_path=log_path)

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sglang_ext.perf.server_process import ServerProcess
+from sglang_ext.perf.serving.server_process import ServerProcess
 
 pytestmark = [
     pytest.mark.gpu,

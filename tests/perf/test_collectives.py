@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from sglang_ext.perf.collectives import (
+from sglang_ext.perf.comm.collectives import (
     CollectiveConfig,
     bandwidth_row,
     bus_factor,
@@ -18,7 +18,7 @@ from sglang_ext.perf.collectives import (
     run_sweep,
     size_sweep,
 )
-from sglang_ext.perf.devbw import device_copy_bw
+from sglang_ext.perf.comm.devbw import device_copy_bw
 from sglang_ext.perf.dist_env import spawn_ranks
 
 
@@ -73,7 +73,7 @@ def _fixed_times(fn, *, device, warmup, iters, barrier=None):
 
 
 def _worker(rank, group, device, path):
-    import sglang_ext.perf.collectives as coll
+    import sglang_ext.perf.comm.collectives as coll
 
     coll.time_iters = _fixed_times  # the collectives still run once and are checked (check=True)
     cfg = CollectiveConfig(

@@ -10,14 +10,14 @@ import torch
 
 pytest.importorskip("sglang.bench_serving")
 
-from sglang_ext.perf.compare import (  # noqa: E402
+from sglang_ext.perf.serving.compare import (  # noqa: E402
     CompareConfig,
     client_command,
     parse_server_config,
     run_comparison,
 )
-from sglang_ext.perf.loadgen import LoadConfig  # noqa: E402
-from sglang_ext.perf.server_process import http_ok  # noqa: E402
+from sglang_ext.perf.serving.loadgen import LoadConfig  # noqa: E402
+from sglang_ext.perf.serving.server_process import http_ok  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN_DELAY_S = 0.02
@@ -30,7 +30,7 @@ def test_fake_servers_compared(tmp_path, monkeypatch):
             "dp:--single-expert-mode dp",
             f"tp:--single-expert-mode tp --token-delay-s {TOKEN_DELAY_S}",
         ),
-        launcher=f"{sys.executable} -m sglang_ext.perf.fake_server",
+        launcher=f"{sys.executable} -m sglang_ext.perf.serving.fake_server",
         qps=(20.0, float("inf")),
         num_prompts=8,
         sequence_length=8,

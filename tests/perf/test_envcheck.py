@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from sglang_ext.patching import PatchSeries
-from sglang_ext.perf.envcheck import env_report, patch_status
+from sglang_ext.perf.comm.envcheck import env_report, patch_status
 from tests._support.pristine import pristine_sglang
 
 

@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip("sglang.bench_serving")
 
-from sglang_ext.perf.fake_server import FakeServer, FakeServerConfig  # noqa: E402
-from sglang_ext.perf.loadgen import LoadConfig, make_prompts, run_load_sync  # noqa: E402
-from sglang_ext.perf.serve_bench import measure_client_overhead  # noqa: E402
-from sglang_ext.perf.serve_metrics import serving_metrics  # noqa: E402
+from sglang_ext.perf.serving.fake_server import FakeServer, FakeServerConfig  # noqa: E402
+from sglang_ext.perf.serving.loadgen import LoadConfig, make_prompts, run_load_sync  # noqa: E402
+from sglang_ext.perf.serving.serve_bench import measure_client_overhead  # noqa: E402
+from sglang_ext.perf.serving.serve_metrics import serving_metrics  # noqa: E402
 
 TOKEN_DELAY = 0.002
 PREFILL = 0.01

@@ -7,11 +7,15 @@ import matplotlib.image as mpimg
 import pytest
 import torch
 
-from sglang_ext.perf.devbw import device_copy_bw
-from sglang_ext.perf.plots import latency_throughput_figure, load_positions, throughput_figure
-from sglang_ext.perf.profiler import ProfileConfig, profile_model
+from sglang_ext.perf.comm.devbw import device_copy_bw
+from sglang_ext.perf.profile.profiler import ProfileConfig, profile_model
 from sglang_ext.perf.records import append_jsonl, make_record, read_jsonl
-from sglang_ext.perf.report import serving_verdicts, write_report
+from sglang_ext.perf.report.markdown import serving_verdicts, write_report
+from sglang_ext.perf.report.plots import (
+    latency_throughput_figure,
+    load_positions,
+    throughput_figure,
+)
 from sglang_ext.perf.stats import compare_spread, spread
 from sglang_ext.perf.toy_model import ToyDecoder
 

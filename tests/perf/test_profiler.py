@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from sglang_ext.perf.dist_env import spawn_ranks
-from sglang_ext.perf.profiler import ProfileConfig, label_modules, profile_model
-from sglang_ext.perf.trace_analysis import analyze_trace, comm_kind
+from sglang_ext.perf.profile.profiler import ProfileConfig, label_modules, profile_model
+from sglang_ext.perf.profile.trace_analysis import analyze_trace, comm_kind
 
 B, T, H, LAYERS, ITERS = 2, 5, 32, 3, 2
 

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from sglang_ext.perf.loadgen import LoadConfig
 from sglang_ext.perf.records import REQUIRED_KEYS, append_jsonl, make_record, read_jsonl
+from sglang_ext.perf.serving.loadgen import LoadConfig
 
 
 def test_round_trip(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 
 bs = pytest.importorskip("sglang.bench_serving")
 
-from sglang_ext.perf.serve_metrics import serving_metrics  # noqa: E402
+from sglang_ext.perf.serving.serve_metrics import serving_metrics  # noqa: E402
 
 
 def _outputs(n: int = 101, out_len: int = 5):

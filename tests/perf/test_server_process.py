@@ -23,7 +23,7 @@ from sglang_ext.net import (
     port_candidates,
     port_is_free,
 )
-from sglang_ext.perf.server_process import (
+from sglang_ext.perf.serving.server_process import (
     ServerBindError,
     ServerProcess,
     ServerStartError,
@@ -34,7 +34,7 @@ from sglang_ext.perf.server_process import (
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = {"PYTHONPATH": ROOT}
-FAKE = "from sglang_ext.perf.fake_server import main; main(['--port', '{port}'])"
+FAKE = "from sglang_ext.perf.serving.fake_server import main; main(['--port', '{port}'])"
 
 
 def _alive(pid: int) -> bool:
@@ -223,7 +223,7 @@ def test_listener_outside_the_servers_tree_is_not_the_server(tmp_path):
     answers 200 with the right model, but it is not the server that was started."""
     port = pick_port()
     pid_file = tmp_path / "orphan.pid"
-    orphan = f"from sglang_ext.perf.fake_server import main; main(['--port', '{port}'])"
+    orphan = f"from sglang_ext.perf.serving.fake_server import main; main(['--port', '{port}'])"
     script = f"""
         import os, subprocess, sys, time
         if os.fork() == 0:  # the middle process exits at once: its child is reparented

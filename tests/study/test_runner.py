@@ -39,7 +39,7 @@ iters = 2
 factor = 2
 ranks = 1
 [serving]
-launcher = "{sys.executable} -m sglang_ext.perf.fake_server"
+launcher = "{sys.executable} -m sglang_ext.perf.serving.fake_server"
 configs = ["dp:--token-delay-s 0.001", "tp:--token-delay-s 0.02"]
 qps = [inf]
 num_prompts = 4
@@ -74,7 +74,7 @@ def test_failure_then_resume(cfg, tmp_path, monkeypatch, caplog):
         calls.append("bandwidth")
         import torch
 
-        from sglang_ext.perf.devbw import device_copy_bw
+        from sglang_ext.perf.comm.devbw import device_copy_bw
 
         ctx.emit(steps_mod.make_record("bw_device", {}, device_copy_bw(512, torch.device("cpu"))))
         raise RuntimeError("made to fail")
@@ -138,7 +138,7 @@ def test_failure_then_resume(cfg, tmp_path, monkeypatch, caplog):
         assert f"| {i} | {name}: " in report, name
     assert "**request throughput** at inf (saturation): tp / dp = " in report
     assert "## Index of records" in report and "5_serving/compare.jsonl:4" in report
-    assert "bench/serve_load.py --base-url" in report and "sglang_ext.perf.fake_server" in report
+    assert "bench/serve_load.py --base-url" in report and "sglang_ext.perf.serving.fake_server" in report
     assert "No GPU on this host" in report
     assert (out / "report" / "throughput_vs_load.png").exists()
     assert (out / "report" / "latency_vs_throughput.png").exists()

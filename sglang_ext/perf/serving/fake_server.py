@@ -149,7 +149,7 @@ class FakeServer:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m sglang_ext.perf.fake_server --port N``: serve until killed."""
+    """``python -m sglang_ext.perf.serving.fake_server --port N``: serve until killed."""
     import argparse
     import signal
     import time

@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 
-from .timing import median, time_iters
+from sglang_ext.perf.timing import median, time_iters
 
 __all__ = ["device_copy_bw", "host_device_bw", "peer_copy_bw", "peer_access_matrix"]
 

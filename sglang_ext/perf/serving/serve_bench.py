@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from sglang_ext.perf.records import make_record
+
 from .loadgen import LoadConfig, run_load_sync
-from .records import make_record
 from .serve_metrics import serving_metrics
 from .server_process import ServerProcess, free_port
 
@@ -72,7 +73,7 @@ def measure_client_overhead(
     """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    cmd = [sys.executable, "-m", "sglang_ext.perf.fake_server", "--port", str(port)]
+    cmd = [sys.executable, "-m", "sglang_ext.perf.serving.fake_server", "--port", str(port)]
     root = str(Path(__file__).resolve().parents[2])  # importable even without `pip install -e`
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     with ServerProcess(cmd, url, ready_paths=("/health",), ready_timeout_s=60, env=env):

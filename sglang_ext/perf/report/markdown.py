@@ -15,8 +15,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sglang_ext.perf.stats import Spread, compare_spread, serving_points
+
 from .plots import make_plots
-from .stats import Spread, compare_spread, serving_points
 
 __all__ = [
     "markdown_table",

@@ -25,9 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from sglang_ext.perf.records import append_jsonl, make_record
+from sglang_ext.perf.report.markdown import write_report
+
 from .loadgen import LoadConfig
-from .records import append_jsonl, make_record
-from .report import write_report
 from .serve_bench import serving_record
 from .server_process import ServerProcess, free_port
 

@@ -9,8 +9,9 @@ import subprocess
 import sys
 from typing import Any
 
+from sglang_ext.perf.records import collect_env
+
 from .devbw import peer_access_matrix
-from .records import collect_env
 
 __all__ = ["gpu_topology", "patch_status", "nccl_version", "env_report"]
 

@@ -14,8 +14,9 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from sglang_ext.perf.stats import summarize
+
 from .bench_serving_compat import bench_serving_module
-from .stats import summarize
 
 __all__ = ["serving_metrics", "per_request_tpot"]
 

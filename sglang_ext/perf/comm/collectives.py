@@ -22,8 +22,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .cli import parse_size
-from .timing import median, time_iters
+from sglang_ext.cli import parse_size
+from sglang_ext.perf.timing import median, time_iters
 
 __all__ = [
     "CollectiveConfig",

@@ -2,7 +2,7 @@
 
 HTTP GETs with a total deadline (connect, headers and body together), the listeners of a
 port and the processes behind them, and a reader of a growing log that spots bind errors
-and tracebacks. Used by :class:`sglang_ext.perf.server_process.ServerProcess`.
+and tracebacks. Used by :class:`sglang_ext.perf.serving.server_process.ServerProcess`.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from .stats import serving_points  # noqa: E402
+from sglang_ext.perf.stats import serving_points  # noqa: E402
 
 __all__ = [
     "plot_layer_heatmap",

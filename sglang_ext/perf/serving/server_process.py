@@ -37,7 +37,7 @@ from pathlib import Path
 import psutil
 
 from sglang_ext.net import free_port, pick_port, port_is_free
-from sglang_ext.perf.server_probes import (
+from sglang_ext.perf.serving.server_probes import (
     LogWatch,
     accepts,
     describe_pid,

@@ -1,0 +1,1 @@
+"""Communication and environment: collective and device bandwidth sweeps, the env check."""

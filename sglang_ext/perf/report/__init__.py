@@ -1,0 +1,1 @@
+"""Reports from records only: PNG plots (``plots``) and markdown reports (``markdown``)."""

@@ -1,0 +1,1 @@
+"""Serving measurements: load generator, metrics, the one ServerProcess, fake server, comparisons."""
