@@ -26,7 +26,16 @@ from typing import Any
 
 from sglang_ext.perf.profile.trace_analysis import analyze_trace, comm_kind, load_events
 
-__all__ = ["rank_summary", "gpu_attribution", "merge_comm", "per_step_comm", "bottlenecks", "hta_summary"]
+from .kineto import gpu_ops
+
+__all__ = [
+    "rank_summary",
+    "gpu_attribution",
+    "merge_comm",
+    "per_step_comm",
+    "bottlenecks",
+    "hta_summary",
+]
 
 _LAYER = re.compile(r"^layer::L(\d+)$")
 _OP = re.compile(r"^op::L(\d+)\.(\w+)$")

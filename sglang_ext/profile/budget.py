@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from sglang_ext.perf.cli import add_dataclass_args, dataclass_from_args
+from sglang_ext.cli import add_dataclass_args, dataclass_from_args
 
 from .config import ProfileArgs
 

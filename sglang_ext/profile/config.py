@@ -36,6 +36,14 @@ class ProfileArgs:
         default="bench/results/profile.jsonl", metadata={"help": "JSONL record file (appended)"}
     )
     """The record is appended here."""
+    profile_graph: bool = field(
+        default=False, metadata={"help": "profile the CUDA-graph replay (no per-layer numbers)"}
+    )
+    """Default off: at decode on a GPU, sglang's CUDA graphs (unless ``--disable-cuda-graph``)
+    time the served step unprofiled (``graph_step_wall_ms``), and the profiled steps run the
+    same batch eagerly, so each kernel is tied to the layer and op that launched it. On, the
+    profiled steps replay the graph: one launch for every kernel, so the record has the
+    step's kernel totals and ``per_layer_us`` null with the reason."""
     deadline_s: float = field(default=600.0, metadata={"help": "whole-run deadline, seconds"})
     """All ranks must finish within this; then they are killed and the run fails."""
 

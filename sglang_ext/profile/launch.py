@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sglang_ext.perf.cli import add_dataclass_args, dataclass_from_args
+from sglang_ext.cli import add_dataclass_args, dataclass_from_args
 
 from .config import ProfileArgs
 
@@ -63,9 +63,17 @@ def plan(argv: list[str]) -> tuple[ProfileArgs, list[str], Layout, str | None, l
     standin = cuda and compat.need_standin()
     lp = plan_launch(rest, cuda=cuda, sgl_kernel=not standin, default_model_path=default_model_path)
     sg = lp.sglang_argv
-    if flag_value(sg, "--device") != "cpu" and flag_value(sg, "--disable-cuda-graph") is None:
-        sg = sg + ["--disable-cuda-graph"]  # per-layer labels need eager layers
-        lp.notes.append("--disable-cuda-graph added: per-layer labels need eager layers")
+    graphs = flag_value(sg, "--device") != "cpu" and flag_value(sg, "--disable-cuda-graph") is None
+    if pargs.profile_graph and not (cuda and graphs and pargs.phase == "decode"):
+        raise ValueError(
+            "--profile-graph profiles sglang's CUDA-graph replay: it needs a GPU, decode "
+            "(--phase decode) and CUDA graphs on (drop --disable-cuda-graph)"
+        )
+    if cuda and graphs and pargs.phase == "decode":
+        lp.notes.append(
+            "CUDA graphs time the served decode step (graph_step_wall_ms); the profiled steps "
+            + ("replay them (no per-layer numbers)" if pargs.profile_graph else "run eagerly")
+        )
 
     def num(flag: str) -> int:
         v = flag_value(sg, flag)
@@ -125,6 +133,55 @@ def _model_facts(model_path: str) -> dict[str, Any]:
     }
 
 
+_SPLIT = ("compute_us", "comm_us", "idle_us")
+_GPU_KEYS = ("per_layer_host_us", "gpu_kernels_per_step", "gpu_graph_kernels_per_step",
+             "gpu_busy_us", "gpu_unattributed_kernels")  # fmt: skip
+
+
+def _graph_reference(r0: dict[str, Any]) -> dict[str, Any]:
+    """The unprofiled CUDA-graph replay step beside the eager ones (None without graphs)."""
+    if r0.get("graph_step_s") is None:
+        return {"graph_step_wall_ms": None}
+    return {
+        "graph_step_wall_ms": statistics.median(r0["graph_step_s"]) * 1e3,
+        "graph_steps_replayed": r0["graph_steps"],
+        "profiled_steps_replayed": r0["profiled_graph_steps"],
+        "tokens_equal_graph_replay": r0["graph_tokens"] == r0["tokens"],
+    }
+
+
+def summary_lines(rec: dict[str, Any], top: int = 8) -> list[str]:
+    """What the command prints: step times, per-layer sum against the step, top costs."""
+    m = rec["metrics"]
+    ref = m.get("graph_step_wall_ms")
+    lines = [
+        f"step {m['step_us'] / 1e3:.2f} ms (profiled), unprofiled {m['step_wall_ms']:.2f} ms, "
+        f"overhead {m['overhead_pct']:.0f}%"
+        + (f"; served (CUDA-graph replay, unprofiled) {ref:.2f} ms" if ref is not None else "")
+    ]
+    if m["per_layer_us"] is None:
+        lines.append(f"per layer: none: {m.get('per_layer_reason')}")
+    else:
+        lines.append(
+            f"per-layer sum {m['per_layer_sum_us'] / 1e3:.2f} ms = "
+            f"{m['per_layer_sum_us'] / m['step_us']:.0%} of the step over "
+            f"{len(m['per_layer_us'])} layers; layer min/max "
+            f"{min(m['per_layer_us']):.0f}/{max(m['per_layer_us']):.0f} us"
+        )
+    if "gpu_kernels_per_step" in m:
+        lines.append(
+            f"GPU: {m['gpu_kernels_per_step']:.0f} kernels/step "
+            f"({m['gpu_graph_kernels_per_step']:.0f} from graph launches), busy "
+            f"{m['gpu_busy_us'] / 1e3:.2f} ms/step"
+        )
+    lines.append("top: " + "; ".join(
+        f"{b['name']} {b['us']:.0f} us ({b['share_of_step']:.0%})" for b in m["bottlenecks"][:top]
+    ))  # fmt: skip
+    comm = ", ".join(f"{k} x{v['count']} {v['bytes']} B" for k, v in m["comm"].items())
+    lines.append(f"comm per step: {comm or 'none'}; tokens equal: {m['tokens_equal_unprofiled']}")
+    return lines
+
+
 def build_record(
     pargs: ProfileArgs, mode: str | None, ranks: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -139,7 +196,7 @@ def build_record(
     facts = _model_facts(srv["model_path"])
     n = len(r0["steps_us"])
     base, prof = statistics.median(r0["step_s"]), statistics.median(r0["profiled_step_s"])
-    split = r0.get("per_layer_gpu") or r0.get("per_layer_cpu")
+    split = r0.get("per_layer_gpu") or r0.get("per_layer_cpu") or {}
     analytic = expected_collectives(
         hidden=facts["hidden_size"],
         layers=facts["num_hidden_layers"],
@@ -154,7 +211,7 @@ def build_record(
     )
     per_rank = []
     for rk in ranks:
-        s = rk.get("per_layer_gpu") or rk.get("per_layer_cpu")
+        s = rk.get("per_layer_gpu") or rk.get("per_layer_cpu") or {}
         comm = [c for c in rk["calls"] if c["step"] is not None]
         comm_us = sum(c.get("transfer_us", c["dur_us"]) for c in comm) / n
         wait_us = sum(c.get("wait_us", 0.0) for c in comm) / n
@@ -165,7 +222,7 @@ def build_record(
                 "rank": rk["rank"],
                 "step_us": rk["step_us"],
                 "per_layer_us": rk["per_layer_us"],
-                **{f"per_layer_{k}": v for k, v in s.items()},
+                **{f"per_layer_{k}": s.get(k) for k in _SPLIT},
                 "comm_us": comm_us,
                 "idle_us": wait_us,
                 # gloo collectives block the rank (all exposed); on the GPU the kernels tell
@@ -177,7 +234,10 @@ def build_record(
     metrics = {
         "step_us": r0["step_us"],
         "per_layer_us": r0["per_layer_us"],
-        **{f"per_layer_{k}": v for k, v in split.items()},
+        **{f"per_layer_{k}": split.get(k) for k in _SPLIT},
+        **({"per_layer_reason": r0["per_layer_reason"]} if r0.get("per_layer_reason") else {}),
+        "per_layer_sum_us": None if r0["per_layer_us"] is None else sum(r0["per_layer_us"]),
+        **{k: r0[k] for k in _GPU_KEYS if k in r0},
         "ops_us": r0["ops_us"],
         "outside_us": r0["outside_us"],
         "comm": per_step_comm(r0["calls"], n),
@@ -185,6 +245,7 @@ def build_record(
         "step_wall_ms": base * 1e3,
         "profiled_step_wall_ms": prof * 1e3,
         "overhead_pct": (prof / base - 1) * 100,
+        **_graph_reference(r0),
         "tokens_equal_unprofiled": all(p["tokens_equal_unprofiled"] for p in per_rank),
         "tokens": r0["profiled_tokens"],
         "bottlenecks": bottlenecks(r0),
@@ -227,13 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     ranks = run_profile(pargs, sg, layout)
     rec = build_record(pargs, mode, ranks)
     append_jsonl(pargs.output_file, rec)
-    m = rec["metrics"]
-    print(
-        f"step {m['step_us'] / 1e3:.2f} ms (profiled), unprofiled {m['step_wall_ms']:.2f} ms, "
-        f"overhead {m['overhead_pct']:.0f}%; per layer (us): "
-        + ", ".join(f"{v:.0f}" for v in m["per_layer_us"])
-        + "; comm per step: "
-        + ", ".join(f"{k} x{v['count']} {v['bytes']} B" for k, v in m["comm"].items())
-        + f"; tokens equal: {m['tokens_equal_unprofiled']}; record -> {pargs.output_file}"
-    )
+    for line in summary_lines(rec):
+        print(line)
+    print(f"record -> {pargs.output_file}")
     return 0

@@ -2,9 +2,13 @@
 
 Each rank loads the model with ``sglang.bench_one_batch.load_model`` (the patched sglang,
 activated by the parent before it spawned the ranks), builds the same random batch
-(``seed``; DP-attention rank r uses ``seed + r``), and runs it three ways: ``warmup`` untimed
-runs, one timed run without the profiler, one timed run under torch.profiler with the
-labels (:mod:`labels`) and the collective recorder (:mod:`comm`) installed. Step times are
+(``seed``; DP-attention rank r uses ``seed + r``), and runs it: with CUDA graphs captured (decode on a GPU without ``--disable-cuda-graph``), one
+warm-up and one timed run replaying them, the served path's step time as reference; then
+eagerly (the graph runner set aside, unless ``--profile-graph``): ``warmup`` untimed runs,
+one timed run without the profiler, one timed run under torch.profiler with the labels
+(:mod:`labels`) and the collective recorder (:mod:`comm`) installed. Eager steps run the
+layers' Python code, so their kernels can be tied to the layer and op that launched them;
+a graph replay launches them all at once. Step times are
 wall times with one device synchronize at the end of each step (none inside). The rank
 writes its Chrome trace ``{name}_rank{r}.json`` and a JSON summary for the parent.
 """
@@ -95,7 +99,9 @@ def decode(tokens: torch.Tensor, batch: Any, mr: Any) -> tuple[torch.Tensor, Any
     batch.prepare_for_decode()
     _dp_attn_prepare(batch, mr)
     fb = ForwardBatch.init_new(batch.get_model_worker_batch(), mr)
-    logits, _ = mr.forward(fb)
+    logits, graph = mr.forward(fb)
+    if graph:
+        mr.graph_steps = getattr(mr, "graph_steps", 0) + 1
     return mr.sample(logits, fb), logits.next_token_logits
 
 
@@ -134,8 +140,10 @@ class StepRunner:
         return reqs
 
     def run(self, log: CommLog | None = None) -> tuple[list[list[int]], list[float]]:
-        """(greedy tokens of each measured step, wall seconds of each measured step)."""
+        """(greedy tokens of each measured step, wall seconds of each measured step); the
+        model runner's ``graph_steps`` counts the decode steps that replayed a CUDA graph."""
         phase, tokens, times = self.pargs.phase, [], []
+        self.mr.graph_steps = 0
 
         def step(i: int, fn):
             if log is not None:
@@ -184,6 +192,10 @@ def rank_main(rank: int, sglang_argv: list[str], pargs: ProfileArgs, work_dir: s
     from sglang.srt.server_args import prepare_server_args
 
     server_args = prepare_server_args(sglang_argv)
+    if pargs.phase == "prefill":
+        server_args.disable_cuda_graph = True  # sglang 0.4.7 replays graphs at decode only
+    elif server_args.cuda_graph_max_bs is None:
+        server_args.cuda_graph_max_bs = pargs.batch_size  # as bench_one_batch does
 
     logging.basicConfig(level=logging.WARNING)
     for k, v in (("NCCL_CUMEM_ENABLE", "0"), ("TORCH_NCCL_AVOID_RECORD_STREAMS", "1")):
@@ -193,6 +205,14 @@ def rank_main(rank: int, sglang_argv: list[str], pargs: ProfileArgs, work_dir: s
     attn_tp = server_args.tp_size // server_args.dp_size if server_args.enable_dp_attention else 0
     dp_rank = rank // attn_tp if attn_tp else 0
     runner = StepRunner(mr, pargs, seed=pargs.seed + dp_rank)
+    graphs = mr.cuda_graph_runner  # None: --disable-cuda-graph, prefill or the CPU
+    graph_tokens, graph_s, graph_steps = None, None, 0
+    if graphs is not None:  # the served path, unprofiled: the reference step time
+        runner.run()  # warm-up
+        graph_tokens, graph_s = runner.run()
+        graph_steps = mr.graph_steps
+        if not pargs.profile_graph:
+            mr.cuda_graph_runner = None  # eager steps from here: per-layer attribution
     for _ in range(pargs.warmup):
         runner.run()
     base_tokens, base_s = runner.run()
@@ -206,6 +226,8 @@ def rank_main(rank: int, sglang_argv: list[str], pargs: ProfileArgs, work_dir: s
         log = CommLog(where)
         with record_collectives(log), profile(activities=acts) as prof:
             prof_tokens, prof_s = runner.run(log)
+    prof_graph_steps = mr.graph_steps
+    mr.cuda_graph_runner = graphs
     prof.export_chrome_trace(str(trace))
     summary = rank_summary(
         trace, n_layers=len(where.layer_names), phase=pargs.phase, gpu=server_args.device == "cuda"
@@ -220,6 +242,10 @@ def rank_main(rank: int, sglang_argv: list[str], pargs: ProfileArgs, work_dir: s
         "profiled_tokens": prof_tokens,
         "step_s": base_s,
         "profiled_step_s": prof_s,
+        "graph_step_s": graph_s,
+        "graph_tokens": graph_tokens,
+        "graph_steps": graph_steps,
+        "profiled_graph_steps": prof_graph_steps,
         "calls": [dataclasses.asdict(c) for c in log.calls],
         "weight_bytes": weights,
         "server": {
