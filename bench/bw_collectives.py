@@ -13,7 +13,7 @@ from dataclasses import asdict
 
 import torch.distributed as dist
 
-from sglang_ext.perf.cli import add_dataclass_args, dataclass_from_args
+from sglang_ext.cli import add_dataclass_args, dataclass_from_args
 from sglang_ext.perf.comm.collectives import CollectiveConfig, run_sweep
 from sglang_ext.perf.comm.envcheck import gpu_topology
 from sglang_ext.perf.dist_env import init_dist, spawn_ranks

@@ -11,7 +11,7 @@ import logging
 
 import torch
 
-from sglang_ext.perf.cli import parse_size
+from sglang_ext.cli import parse_size
 from sglang_ext.perf.comm.collectives import size_sweep
 from sglang_ext.perf.comm.devbw import device_copy_bw, host_device_bw, peer_copy_bw
 from sglang_ext.perf.comm.envcheck import gpu_topology

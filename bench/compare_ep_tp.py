@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from sglang_ext.perf.cli import add_dataclass_args, dataclass_from_args
+from sglang_ext.cli import add_dataclass_args, dataclass_from_args
 from sglang_ext.perf.serving.compare import CompareConfig, run_comparison
 
 

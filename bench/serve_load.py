@@ -13,7 +13,7 @@ import argparse
 import json
 import logging
 
-from sglang_ext.perf.cli import add_dataclass_args, dataclass_from_args
+from sglang_ext.cli import add_dataclass_args, dataclass_from_args
 from sglang_ext.perf.records import append_jsonl
 from sglang_ext.perf.serving.loadgen import LoadConfig
 from sglang_ext.perf.serving.serve_bench import measure_client_overhead, serving_record
