@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from sglang_ext.kernels.mlp_bench import MlpBenchConfig, bench_point
-from sglang_ext.kernels.mlp_timing import measure_ceilings
+from sglang_ext.perf.kernel_bench.mlp import MlpBenchConfig, bench_point
+from sglang_ext.perf.kernel_bench.roofline import measure_ceilings
 from sglang_ext.perf.records import append_jsonl, collect_env, make_record
 
 logger = logging.getLogger("bench_fused_mlp")
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     fm, notes = None, []
     if cfg.sglang:
         try:
-            from sglang_ext.kernels.mlp_bench_sglang import import_fused_moe
+            from sglang_ext.perf.kernel_bench.sglang_baseline import import_fused_moe
 
             fm, notes = import_fused_moe()
         except Exception as e:

@@ -23,7 +23,8 @@ import torch
 
 from sglang_ext.kernels.fused_mlp_configs import config_path
 from sglang_ext.kernels.fused_mlp_dispatch import choose_buckets, dispatch_path, write_table
-from sglang_ext.kernels.fused_mlp_tune import (
+from sglang_ext.perf.kernel_bench.mlp import MODELS
+from sglang_ext.perf.kernel_bench.tune import (
     DISPATCH_MS,
     TUNE_MS,
     measure_dispatch,
@@ -31,7 +32,6 @@ from sglang_ext.kernels.fused_mlp_tune import (
     tables_from_records,
     tune_shape,
 )
-from sglang_ext.kernels.mlp_bench import MODELS
 from sglang_ext.perf.records import append_jsonl, collect_env, make_record
 
 RESULTS = Path(__file__).parent / "results"

@@ -77,7 +77,7 @@ def test_config_validation_and_fallback(tmp_path, monkeypatch):
 
 
 def test_merge_table_keeps_other_shapes_and_m(tmp_path):
-    from sglang_ext.kernels.fused_mlp_tune import merge_table
+    from sglang_ext.perf.kernel_bench.tune import merge_table
 
     p = tmp_path / "t.json"
     a, b = MlpLaunchConfig(k_splits=3), MlpLaunchConfig(block_m=64)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from sglang_ext.kernels.fused_mlp_tune import candidates
-from sglang_ext.kernels.mlp_bench import MlpBenchConfig
-from sglang_ext.kernels.mlp_timing import roofline_floor_us, weight_floor_us
+from sglang_ext.perf.kernel_bench.mlp import MlpBenchConfig
+from sglang_ext.perf.kernel_bench.roofline import roofline_floor_us, weight_floor_us
+from sglang_ext.perf.kernel_bench.tune import candidates
 
 
 def test_weight_floor_hand_computed():

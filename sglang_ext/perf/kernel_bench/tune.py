@@ -16,10 +16,11 @@ from pathlib import Path
 import torch
 import triton
 
-from .fused_mlp import fused_swiglu_mlp
-from .fused_mlp_configs import MlpLaunchConfig, max_k_splits, shape_key
-from .fused_mlp_dispatch import Timing
-from .mlp_timing import make_sets, time_graph
+from sglang_ext.kernels.fused_mlp import fused_swiglu_mlp
+from sglang_ext.kernels.fused_mlp_configs import MlpLaunchConfig, max_k_splits, shape_key
+from sglang_ext.kernels.fused_mlp_dispatch import Timing
+
+from .roofline import make_sets, time_graph
 
 __all__ = ["candidates", "tune_shape", "merge_table", "measure_dispatch", "DISPATCH_MS"]
 
@@ -143,7 +144,7 @@ def measure_dispatch(
     table as the layer would load it now (tune first)."""
     import torch.nn.functional as F
 
-    from . import cuda_onelaunch, fused_mlp_configs
+    from sglang_ext.kernels import cuda_onelaunch, fused_mlp_configs
 
     fused_mlp_configs._load_table.cache_clear()  # the table just tuned, not a cached one
 
@@ -200,7 +201,7 @@ def tables_from_records(
     could not bring its table files back wrote them): the fastest candidate per (shape, M),
     and ``choose_buckets`` over the repeated dispatch medians. Device and Triton version come
     from the records' ``env``; the tables go to ``config_dir/triton_<ver>/``."""
-    from .fused_mlp_dispatch import choose_buckets, write_table
+    from sglang_ext.kernels.fused_mlp_dispatch import choose_buckets, write_table
 
     def rows(path: Path) -> list[dict]:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

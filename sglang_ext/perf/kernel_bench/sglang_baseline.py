@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .mlp_timing import InputSet
+from .roofline import InputSet
 
 __all__ = ["import_fused_moe", "sglang_impls"]
 

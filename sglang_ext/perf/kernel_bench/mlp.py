@@ -10,7 +10,7 @@ and eager if asked), compare outputs with the torch path, and return records rea
   dispatch (``layers.single_expert_moe.swiglu_mlp``); ``default_impl`` names its choice;
 * ``fused``: the Triton v2 kernel (tuned table); ``cuda_onelaunch``: the CUDA kernel (M <= 32);
   ``fused_v4``: the experimental one-launch Triton kernel (M <= ``v4_max_m``);
-* ``sglang_*``: sglang 0.4.7's ``fused_experts`` at E=1 (``mlp_bench_sglang``).
+* ``sglang_*``: sglang 0.4.7's ``fused_experts`` at E=1 (``sglang_baseline``).
 
 Every timed record carries ``pct_of_weight_floor``: the weight bytes over the copy bandwidth
 measured in the same run, as a percentage of the measured time.  ``bench/bench_fused_mlp.py``
@@ -26,9 +26,10 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .fused_mlp import fused_swiglu_mlp
-from .fused_mlp_configs import get_config
-from .mlp_timing import (
+from sglang_ext.kernels.fused_mlp import fused_swiglu_mlp
+from sglang_ext.kernels.fused_mlp_configs import get_config
+
+from .roofline import (
     InputSet,
     make_sets,
     roofline_floor_us,
@@ -112,7 +113,7 @@ def _our_impls(
             "default_impl": sem.default_impl(m, hidden, inter, dtype, torch.device("cuda", 0))
         },
     }
-    from . import cuda_onelaunch
+    from sglang_ext.kernels import cuda_onelaunch
 
     if cfg.cuda and cuda_onelaunch.supports(m, hidden, inter, dtype):
         try:
@@ -124,7 +125,7 @@ def _our_impls(
         except Exception as e:  # no nvcc, a failed build: recorded, not fatal
             logger.warning("CUDA one-launch kernel unavailable: %r", e)
     if m <= cfg.v4_max_m:
-        from .experimental import fused_mlp_onelaunch as v4
+        from sglang_ext.kernels.experimental import fused_mlp_onelaunch as v4
 
         c4 = v4.one_launch_config(m, hidden, inter, nsm)
         sync = v4.sync_buffer("cuda")
@@ -161,7 +162,7 @@ def bench_point(
     ref = torch_mlp(sets[0])
     impls, extra = _our_impls(m, hidden, inter, cfg, dtype)
     if fm is not None:
-        from .mlp_bench_sglang import sglang_impls
+        from .sglang_baseline import sglang_impls
 
         try:
             sg, sg_cfg = sglang_impls(fm, m, sets, pieces=cfg.sglang_pieces)
