@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from sglang_ext.engine.bench import sweep
 from sglang_ext.engine.model import DUMMY_PRESETS
 from sglang_ext.engine.sglang_compare import SGLANG_CONFIGS, bench_sglang
+from sglang_ext.perf.prefill_bench import sweep
 
 
 def _ints(s: str) -> list[int]:

@@ -3,7 +3,7 @@
 Steps (each a call into the library that does the job, records as JSONL):
 1 env (perf.comm.envcheck), 2 bandwidth (perf.comm.devbw, perf.comm.collectives), 3 latency and
 4 scaling (sglang.bench_one_batch through perf.scaling), 5 serving (perf.serving.compare),
-6 sp_pp (engine.bench), 7 profile (sglang_ext.profile when present), 8 report.
+6 sp_pp (perf.prefill_bench), 7 profile (sglang_ext.profile when present), 8 report.
 """
 
 from .config import STEPS, StudyConfig, load_config

@@ -351,7 +351,7 @@ def step_serving(ctx: StepContext) -> None:
 def step_sp_pp(ctx: StepContext) -> None:
     import torch
 
-    from sglang_ext.engine.bench import sweep
+    from sglang_ext.perf.prefill_bench import sweep
 
     c = ctx.cfg.sp_pp
     device = c.device if c.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
