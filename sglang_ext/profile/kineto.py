@@ -13,6 +13,7 @@ any layer's range (the layers' Python code does not run): such items are flagged
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,8 @@ __all__ = ["GPU_CATS", "LAUNCH_CATS", "Range", "GpuOp", "cpu_ranges", "gpu_ops"]
 
 GPU_CATS = ("kernel", "gpu_memcpy", "gpu_memset")
 LAUNCH_CATS = ("cuda_runtime", "cuda_driver")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +120,13 @@ def gpu_ops(events: list[dict[str, Any]]) -> tuple[list[GpuOp], int]:
     points: dict[tuple[Any, Any], list[tuple[float, int]]] = defaultdict(list)
     for j, (_, ln) in enumerate(found):
         points[_thread(ln)].append((ln["ts"], j))
+    if points and by_thread and not set(points) & set(by_thread):
+        # no launching thread holds any range: a trace whose CPU ops and runtime calls are
+        # keyed by different thread ids; place the calls on the ranges of every thread
+        logger.warning("no runtime call shares a thread id with a CPU range: threads merged")
+        merged = [r for rs in by_thread.values() for r in rs]
+        by_thread = {(None, None): merged}
+        points = {(None, None): [p for ps in points.values() for p in ps]}
     where: dict[int, tuple[Range, ...]] = {}
     for th, pts in points.items():
         rs = sorted(by_thread.get(th, []), key=lambda r: (r.ts, -r.end))

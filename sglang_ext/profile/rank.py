@@ -2,15 +2,16 @@
 
 Each rank loads the model with ``sglang.bench_one_batch.load_model`` (the patched sglang,
 activated by the parent before it spawned the ranks), builds the same random batch
-(``seed``; DP-attention rank r uses ``seed + r``), and runs it: with CUDA graphs captured (decode on a GPU without ``--disable-cuda-graph``), one
-warm-up and one timed run replaying them, the served path's step time as reference; then
-eagerly (the graph runner set aside, unless ``--profile-graph``): ``warmup`` untimed runs,
-one timed run without the profiler, one timed run under torch.profiler with the labels
-(:mod:`labels`) and the collective recorder (:mod:`comm`) installed. Eager steps run the
-layers' Python code, so their kernels can be tied to the layer and op that launched them;
-a graph replay launches them all at once. Step times are
-wall times with one device synchronize at the end of each step (none inside). The rank
-writes its Chrome trace ``{name}_rank{r}.json`` and a JSON summary for the parent.
+(``seed``; DP-attention rank r uses ``seed + r``) and runs it. With CUDA graphs captured
+(decode on a GPU without ``--disable-cuda-graph``): one warm-up and one timed run replaying
+them, the served step's time, as reference. Then eagerly (the graph runner set aside,
+unless ``--profile-graph``): ``warmup`` untimed runs, one timed run without the profiler,
+one timed run under torch.profiler with the labels (:mod:`labels`) and the collective
+recorder (:mod:`comm`) installed. Eager steps run the layers' Python code, so each kernel
+can be tied to the layer and op that launched it; a graph replay launches all of them at
+once. Step times are wall times with one device synchronize at the end of each step (none
+inside). The rank writes its Chrome trace ``{name}_rank{r}.json`` and a JSON summary for
+the parent.
 """
 
 from __future__ import annotations
@@ -205,7 +206,7 @@ def rank_main(rank: int, sglang_argv: list[str], pargs: ProfileArgs, work_dir: s
     attn_tp = server_args.tp_size // server_args.dp_size if server_args.enable_dp_attention else 0
     dp_rank = rank // attn_tp if attn_tp else 0
     runner = StepRunner(mr, pargs, seed=pargs.seed + dp_rank)
-    graphs = mr.cuda_graph_runner  # None: --disable-cuda-graph, prefill or the CPU
+    graphs = getattr(mr, "cuda_graph_runner", None)  # None: --disable-cuda-graph, prefill, CPU
     graph_tokens, graph_s, graph_steps = None, None, 0
     if graphs is not None:  # the served path, unprofiled: the reference step time
         runner.run()  # warm-up

@@ -135,6 +135,13 @@ def test_per_layer_and_op_sums_by_hand():
     assert "per_layer_reason" not in a
 
 
+def test_runtime_calls_on_other_thread_ids_still_attributed():
+    # a trace whose runtime calls carry other thread ids than the CPU ranges (none shared)
+    events = [dict(e, tid=5) if e["cat"] == "cuda_runtime" else e for e in _eager_step(0, 0)]
+    a = gpu_attribution(events, _steps(events), n_layers=2, phase="decode")
+    assert a["per_layer_us"] == pytest.approx([250, 170])
+
+
 def test_graph_replay_gives_a_reason_not_zeros():
     a = gpu_attribution(GRAPH, _steps(GRAPH), n_layers=2, phase="decode")
     assert a["per_layer_us"] is None and a["per_layer_gpu"] is None
