@@ -15,7 +15,6 @@ once the server has shut down, and leaves no process behind (``serving/lifecycle
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from pathlib import Path
@@ -38,7 +37,8 @@ sglang-ext flags:
   --single-expert-mode {tp,dp}
                         serve a one-expert MoE: tp shards the expert over the TP ranks,
                         dp replicates it and splits the tokens between the ranks
-                        (env SINGLE_EXPERT_MODE works too; the flag wins)
+                        (env SINGLE_EXPERT_MODE works too; the flag wins;
+                        SINGLE_EXPERT_DP_ROUTING=random|round_robin picks dp's split)
   no --model-path       serve the embedded default one-expert model (built on first use
                         under $SGLANG_EXT_CACHE, default ~/.cache/sglang_ext)
   on a machine without CUDA, --device cpu --attention-backend torch_native
@@ -130,8 +130,7 @@ def _launch(argv: list[str], sock, supervisor) -> int:
         overlay.activate(Path(compat.standin_path()))
     for note in plan.notes:
         logger.info(note)
-    if plan.single_expert_mode:
-        os.environ["SINGLE_EXPERT_MODE"] = plan.single_expert_mode  # read in every rank
+    plan.rank_config.export()  # SGLANG_EXT_CONFIG: what every rank reads (serving/config.py)
 
     from sglang.srt.entrypoints.http_server import launch_server
     from sglang.srt.server_args import prepare_server_args

@@ -29,7 +29,8 @@ i.e. cuBLAS on CUDA) unless the measured dispatch table for this GPU, shard shap
 and token-count bucket names a kernel (``sglang_ext.kernels.fused_mlp_dispatch``): the Triton
 ``fused_mlp.fused_swiglu_mlp`` (``triton_v2``) or the CUDA one-launch
 ``cuda_onelaunch.fused_swiglu_mlp_cuda`` (``cuda_onelaunch``, M <= 32).  No table, no entry,
-CPU, float32, or ``SGLANG_EXT_FUSED_MLP=0``: cuBLAS.  ``use_kernel=False`` forces torch;
+CPU, float32, or ``SGLANG_EXT_FUSED_MLP=0`` (read once per process:
+``serving.config.rank_config().fused_mlp``): cuBLAS.  ``use_kernel=False`` forces torch;
 ``use_kernel=True`` demands the Triton kernel and a name from ``IMPLS`` demands that one (an
 error if unusable).
 """
@@ -55,6 +56,7 @@ from sglang_ext.layers.routing import (
     random_selection,
     round_robin_selection,
 )
+from sglang_ext.serving.config import rank_config
 
 __all__ = [
     "IMPLS",
@@ -114,12 +116,8 @@ def _device_name(device: torch.device) -> str:
 
 
 def _switched_off() -> bool:
-    return os.environ.get("SGLANG_EXT_FUSED_MLP", "1").strip().lower() in (
-        "0",
-        "false",
-        "off",
-        "no",
-    )
+    """``SGLANG_EXT_FUSED_MLP=0``, read once per process (``serving.config.rank_config``)."""
+    return not rank_config().fused_mlp
 
 
 def default_impl(m: int, hidden: int, inter: int, dtype: torch.dtype, device: torch.device) -> str:

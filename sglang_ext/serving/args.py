@@ -2,7 +2,9 @@
 
 We add ``--single-expert-mode {dp,tp}`` (env ``SINGLE_EXPERT_MODE`` too) and, when no
 ``--model-path`` is given, the embedded default model with the flags its machine
-needs. Everything else goes to sglang's own ``ServerArgs`` parser untouched.
+needs. Everything else goes to sglang's own ``ServerArgs`` parser untouched. The plan
+carries the ranks' :class:`~sglang_ext.serving.config.SingleExpertConfig`, which the
+launcher exports once.
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import argparse
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from sglang_ext.serving.config import SingleExpertConfig
+from sglang_ext.serving.layout import moe_ep_size
 
 __all__ = ["LaunchPlan", "flag_value", "http_address", "plan_launch", "num_experts_of"]
 
@@ -84,7 +89,9 @@ class LaunchPlan:
     sglang_argv: list[str]
     """Arguments handed to sglang's ServerArgs parser."""
     single_expert_mode: str | None
-    """'tp', 'dp' or None."""
+    """'tp', 'dp' or None (``rank_config.mode``)."""
+    rank_config: SingleExpertConfig
+    """What every rank reads (``SingleExpertConfig.export`` hands it to them)."""
     default_model: bool
     """True when serving the embedded default."""
     notes: list[str] = field(default_factory=list)
@@ -109,10 +116,9 @@ def plan_launch(
     ``default_model_path`` is a callable returning the embedded default's directory
     (called only when no --model-path is given).
     """
-    from sglang_ext.layers.single_expert_moe import resolve_single_expert_mode
-
     ours, rest = _parser().parse_known_args(argv)
-    mode = resolve_single_expert_mode(ours.single_expert_mode)
+    config = SingleExpertConfig.from_user_env(mode_flag=ours.single_expert_mode)
+    mode = config.mode
     notes: list[str] = []
     default = flag_value(rest, "--model-path") is None
     if default:
@@ -141,7 +147,13 @@ def plan_launch(
     if mode == "dp":
         rest, layout_notes = _dp_layout(rest)
         notes += layout_notes
-    return LaunchPlan(sglang_argv=rest, single_expert_mode=mode, default_model=default, notes=notes)
+    return LaunchPlan(
+        sglang_argv=rest,
+        single_expert_mode=mode,
+        rank_config=config,
+        default_model=default,
+        notes=notes,
+    )
 
 
 def _int_flag(argv: list[str], flag: str, default: int) -> int:
@@ -185,9 +197,7 @@ def _dp_layout(argv: list[str]) -> tuple[list[str], list[str]]:
     if flag_value(argv, "--enable-ep-moe") is not None:
         argv = _drop_switch(argv, "--enable-ep-moe")
         notes.append("--enable-ep-moe dropped: SingleExpertMoE serves the one expert")
-    if ep == tp:
-        pass
-    elif ep == tp * dp and flag_value(argv, "--enable-dp-attention") is None:
+    if ep != tp and ep == tp * dp and flag_value(argv, "--enable-dp-attention") is None:
         argv = _set_flag(argv, "--tp-size", str(ep))
         argv += ["--enable-dp-attention"]
         notes.append(
@@ -196,11 +206,12 @@ def _dp_layout(argv: list[str]) -> tuple[list[str], list[str]]:
             f"--tp-size {ep} --dp-size {dp} --enable-dp-attention --ep-size {ep}"
         )
         tp = ep
-    else:
+    try:
+        ep = moe_ep_size(tp_size=tp, ep_size=ep, single_expert_dp=True)
+    except ValueError as e:
         raise ValueError(
-            f"--single-expert-mode dp replicates the expert over all ranks of a TP group, "
-            f"so --ep-size must equal --tp-size ({tp}), or --tp-size x --dp-size ({tp * dp}) "
-            f"for EP across data-parallel attention replicas; got --ep-size {ep}"
-        )
-    argv = _set_flag(argv, "--ep-size", str(tp))
+            f"{e}; or, for EP across data-parallel attention replicas, --ep-size = "
+            f"--tp-size x --dp-size ({tp * dp}) without --enable-dp-attention"
+        ) from None
+    argv = _set_flag(argv, "--ep-size", str(ep))
     return argv, notes

@@ -14,9 +14,20 @@ from sglang_ext.kernels import fused_mlp_dispatch as d
 from sglang_ext.kernels.fused_mlp_ref import swiglu_mlp_ref
 from sglang_ext.layers import SingleExpertMoE
 from sglang_ext.layers import single_expert_moe as sem
+from sglang_ext.serving.config import CONFIG_ENV, SingleExpertConfig, rank_config
 
 CUDA = torch.device("cuda", 0)
 BF16 = torch.bfloat16
+
+
+@pytest.fixture(autouse=True)
+def _fresh_rank_config(monkeypatch):
+    """The kernel switch is read once per process (serving.config.rank_config)."""
+    monkeypatch.delenv(CONFIG_ENV, raising=False)
+    monkeypatch.delenv("SGLANG_EXT_FUSED_MLP", raising=False)
+    rank_config.cache_clear()
+    yield
+    rank_config.cache_clear()
 
 
 @pytest.fixture
@@ -64,8 +75,16 @@ def test_cublas_where_there_is_no_measurement(fake_gpu, monkeypatch):
     assert sem.default_impl(1, 2048, 96, BF16, torch.device("cpu")) == "cublas"
     assert sem.default_impl(0, 2048, 96, BF16, CUDA) == "cublas"
     monkeypatch.setenv("SGLANG_EXT_FUSED_MLP", "0")
+    rank_config.cache_clear()  # the switch is read once per process
     assert sem.default_impl(1, 2048, 96, BF16, CUDA) == "cublas"
     monkeypatch.setenv("SGLANG_EXT_FUSED_MLP", "1")
+    rank_config.cache_clear()
+    assert sem.default_impl(1, 2048, 96, BF16, CUDA) == "cuda_onelaunch"
+    monkeypatch.setenv(CONFIG_ENV, SingleExpertConfig(fused_mlp=False).to_json())
+    rank_config.cache_clear()  # what launch_server hands the ranks wins over the variable
+    assert sem.default_impl(1, 2048, 96, BF16, CUDA) == "cublas"
+    monkeypatch.delenv(CONFIG_ENV)
+    rank_config.cache_clear()
     monkeypatch.setattr(sem, "_device_name", lambda device: "Unknown GPU")
     assert sem.default_impl(1, 2048, 96, BF16, CUDA) == "cublas"
 

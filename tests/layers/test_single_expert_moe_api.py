@@ -13,6 +13,7 @@ import torch
 from sglang_ext.kernels.fused_mlp_ref import swiglu_mlp_ref
 from sglang_ext.layers import SingleExpertMoE, resolve_single_expert_mode
 from sglang_ext.layers import single_expert_moe as sem
+from sglang_ext.serving.config import rank_config
 
 H, INTER = 16, 24
 
@@ -161,12 +162,14 @@ def test_forward_errors():
 def test_use_kernel_true_without_kernel_is_an_error(monkeypatch):
     monkeypatch.setenv("SGLANG_EXT_FUSED_MLP", "0")
     sem._load_kernel.cache_clear()
+    rank_config.cache_clear()
     try:
         with pytest.raises(RuntimeError, match="use_kernel=None"):
             _layer(use_kernel=True)(torch.randn(2, H))
         assert _layer(use_kernel=None)(torch.randn(2, H)).shape == (2, H)  # CPU: torch path
     finally:
         sem._load_kernel.cache_clear()
+        rank_config.cache_clear()
 
 
 def test_resolve_single_expert_mode():

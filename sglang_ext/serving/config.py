@@ -1,0 +1,142 @@
+"""What every server rank needs to know about the single-expert layer, as one typed object.
+
+sglang spawns its ranks itself, so the environment is the only channel from the launcher to
+them. The launcher builds a :class:`SingleExpertConfig` once (flags and user-facing
+environment variables, :meth:`SingleExpertConfig.from_user_env`) and writes it as JSON into
+one variable, ``SGLANG_EXT_CONFIG`` (:meth:`SingleExpertConfig.export`). Every rank reads it
+once through :func:`rank_config` (cached). A process that no launcher of ours prepared (e.g.
+``python -m sglang.bench_one_batch`` with the overlay on ``PYTHONPATH``) falls back to the
+user-facing variables, so ``SINGLE_EXPERT_MODE=dp`` still works there.
+
+User-facing variables (read only by :meth:`SingleExpertConfig.from_user_env`):
+
+- ``SINGLE_EXPERT_MODE``: ``tp`` or ``dp`` (``--single-expert-mode`` wins);
+- ``SINGLE_EXPERT_DP_ROUTING``: ``random`` (default) or ``round_robin``;
+- ``SGLANG_EXT_FUSED_MLP``: ``0``/``false``/``off``/``no`` turns the measured fused-MLP
+  dispatch off (cuBLAS everywhere); ``1``/``true``/``on``/``yes`` or unset keeps it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from collections.abc import Mapping, MutableMapping
+from dataclasses import dataclass
+
+__all__ = [
+    "CONFIG_ENV",
+    "DP_ROUTING_ENV",
+    "FUSED_MLP_ENV",
+    "SingleExpertConfig",
+    "rank_config",
+]
+
+CONFIG_ENV = "SGLANG_EXT_CONFIG"
+DP_ROUTING_ENV = "SINGLE_EXPERT_DP_ROUTING"
+FUSED_MLP_ENV = "SGLANG_EXT_FUSED_MLP"
+_OFF = ("0", "false", "off", "no")
+_ON = ("1", "true", "on", "yes")
+
+
+@dataclass(kw_only=True, slots=True, frozen=True)
+class SingleExpertConfig:
+    """The single-expert settings every rank uses; validated on construction."""
+
+    mode: str | None = None
+    """'tp' (shard the expert over the TP group), 'dp' (replicate it over the MoE
+    expert-parallel group, split the tokens) or None (not asked for: a one-expert model
+    runs 'tp')."""
+    dp_routing: str = "random"
+    """How 'dp' splits the tokens: 'random' (a seed all ranks share) or 'round_robin'."""
+    fused_mlp: bool = True
+    """Let the measured dispatch table pick a fused MLP kernel for the expert's shard
+    (False: cuBLAS everywhere)."""
+
+    def __post_init__(self) -> None:
+        # imported here: sglang_ext.layers imports this module (for rank_config)
+        from sglang_ext.layers.routing import DP_ROUTINGS
+        from sglang_ext.layers.single_expert_moe import SINGLE_EXPERT_MODES
+
+        if self.mode is not None and self.mode not in SINGLE_EXPERT_MODES:
+            raise ValueError(
+                f"mode={self.mode!r} is not a single-expert mode: use 'tp', 'dp' or None"
+            )
+        if self.dp_routing not in DP_ROUTINGS:
+            raise ValueError(f"dp_routing={self.dp_routing!r}: use one of {DP_ROUTINGS}")
+        if not isinstance(self.fused_mlp, bool):
+            raise ValueError(f"fused_mlp={self.fused_mlp!r}: use True or False")
+
+    @classmethod
+    def from_user_env(
+        cls, environ: Mapping[str, str] | None = None, *, mode_flag: str | None = None
+    ) -> SingleExpertConfig:
+        """The config from ``--single-expert-mode`` (``mode_flag``, wins) and the
+        user-facing variables; ValueError naming the variable for a bad value."""
+        from sglang_ext.layers.routing import DP_ROUTINGS
+        from sglang_ext.layers.single_expert_moe import resolve_single_expert_mode
+
+        env = os.environ if environ is None else environ
+        mode = resolve_single_expert_mode(mode_flag, environ=env)
+        raw_routing = env.get(DP_ROUTING_ENV) or "random"
+        routing = raw_routing.strip().lower()
+        if routing not in DP_ROUTINGS:
+            raise ValueError(
+                f"environment variable {DP_ROUTING_ENV}={raw_routing!r} is not a dp routing: "
+                f"use one of {DP_ROUTINGS}, or unset it for 'random'"
+            )
+        raw_fused = env.get(FUSED_MLP_ENV) or "1"
+        fused = raw_fused.strip().lower()
+        if fused not in _OFF + _ON:
+            raise ValueError(
+                f"environment variable {FUSED_MLP_ENV}={raw_fused!r}: use 0 (cuBLAS "
+                f"everywhere) or 1 (the measured fused-MLP dispatch, the default)"
+            )
+        return cls(mode=mode, dp_routing=routing, fused_mlp=fused in _ON)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> SingleExpertConfig:
+        """Parse what :meth:`to_json` wrote; ValueError naming ``SGLANG_EXT_CONFIG``."""
+        fix = (
+            f"unset {CONFIG_ENV} (sglang_ext.launch_server writes it) or give a JSON object "
+            f"with some of the keys {[f.name for f in dataclasses.fields(cls)]}"
+        )
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"environment variable {CONFIG_ENV} is not JSON ({e}): {fix}"
+            ) from None
+        if not isinstance(data, dict):
+            raise ValueError(f"environment variable {CONFIG_ENV}={text!r} is not an object: {fix}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"environment variable {CONFIG_ENV}: unknown keys {unknown}: {fix}")
+        try:
+            return cls(**data)
+        except ValueError as e:
+            raise ValueError(f"environment variable {CONFIG_ENV}: {e}") from None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> SingleExpertConfig:
+        """``SGLANG_EXT_CONFIG`` if set, else the user-facing variables."""
+        env = os.environ if environ is None else environ
+        text = env.get(CONFIG_ENV)
+        return cls.from_json(text) if text else cls.from_user_env(env)
+
+    def export(self, environ: MutableMapping[str, str] | None = None) -> None:
+        """Write this config into ``SGLANG_EXT_CONFIG`` for the ranks sglang will spawn."""
+        env = os.environ if environ is None else environ
+        env[CONFIG_ENV] = self.to_json()
+        rank_config.cache_clear()
+
+
+@functools.cache
+def rank_config() -> SingleExpertConfig:
+    """This process's config, read once (:meth:`SingleExpertConfig.from_env`)."""
+    return SingleExpertConfig.from_env()
