@@ -29,15 +29,19 @@ _KEY = ("phase", "batch_size", "input_len", "tp_size", "model_path")
 
 def pick_pair(records: list[Rec]) -> tuple[Rec, Rec]:
     """The latest dp record and the latest tp record of the same configuration."""
-    prof = [r for r in records if r.get("bench") == "profile_model"]
+    prof = [
+        r
+        for r in records
+        if r.get("bench") == "profile_model" and r["metrics"].get("per_layer_us") is not None
+    ]  # a CUDA-graph replay record has no per-layer numbers to plot
     for dp in reversed([r for r in prof if r["config"].get("single_expert_mode") == "dp"]):
         key = tuple(dp["config"].get(k) for k in _KEY)
         for tp in reversed([r for r in prof if r["config"].get("single_expert_mode") == "tp"]):
             if tuple(tp["config"].get(k) for k in _KEY) == key:
                 return tp, dp
     raise ValueError(
-        "no tp and dp profile_model records of the same phase, batch, input length, TP size "
-        "and model: run `python -m sglang_ext.profile` with --single-expert-mode tp and dp"
+        "no tp and dp profile_model records (with per-layer numbers) of the same phase, batch, "
+        "input length, TP size and model: run `python -m sglang_ext.profile` with --single-expert-mode tp and dp"
     )
 
 

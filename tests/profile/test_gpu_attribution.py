@@ -16,6 +16,7 @@ from sglang_ext.profile.analysis import gpu_attribution, rank_summary
 from sglang_ext.profile.config import ProfileArgs
 from sglang_ext.profile.kineto import gpu_ops
 from sglang_ext.profile.launch import build_record, summary_lines
+from sglang_ext.profile.report import pick_pair
 
 MAIN, OTHER = 1, 2  # thread ids
 
@@ -186,3 +187,7 @@ def test_records_carry_the_attribution_or_the_reason(tmp_path):
     assert "CUDA graph" in m["per_layer_reason"]
     assert "CUDA graph" in "\n".join(summary_lines(rec))
     json.dumps(rec)  # a record is JSON
+    dp = json.loads(json.dumps(rec))
+    dp["config"]["single_expert_mode"] = "dp"
+    with pytest.raises(ValueError, match="per-layer numbers"):  # nothing to plot per layer
+        pick_pair([rec, dp])
