@@ -49,7 +49,8 @@ def ensure_patched_sglang(series: source.PatchSeries | None = None) -> Path | No
         # Byte-compile the copy once (3 s): with PYTHONDONTWRITEBYTECODE set, or a cache
         # another user owns, every server process would compile what it imports again
         # (about 2 s of CPU per process, 4 processes per TP-2 server).
-        if not compileall.compile_dir(out / "sglang", quiet=1, workers=0):
+        # (ddir: the code objects name the files where they will be, not this temp folder)
+        if not compileall.compile_dir(out / "sglang", ddir=root / "sglang", quiet=1, workers=0):
             logger.warning("some files of the patched copy %s did not byte-compile", out)
 
     root = cache_dir() / "overlay" / series.digest()[:16]

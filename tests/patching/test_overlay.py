@@ -40,9 +40,9 @@ def _check_pyc(py: Path) -> None:
     assert (mtime, size) == (int(st.st_mtime) & 0xFFFFFFFF, st.st_size & 0xFFFFFFFF), (
         f"{pyc} is stale for {py}: Python would compile the source again"
     )
-    assert marshal.loads(data[16:]) == compile(py.read_bytes(), str(py), "exec"), (
-        f"{pyc} does not hold the code of {py}"
-    )
+    assert marshal.loads(data[16:]) == compile(
+        py.read_bytes(), str(py), "exec", dont_inherit=True
+    ), f"{pyc} does not hold the code of {py}"
 
 
 def test_patched_copy_is_patched_and_byte_compiled(tmp_path, monkeypatch, series):
