@@ -22,7 +22,7 @@ for preset in qwen3-30b-a3b-1e qwen3-235b-a22b-1e; do
   timeout 120 python3 -m sglang_ext.profile --model-path "$model" --load-format dummy \
     --dtype bfloat16 --single-expert-mode tp --mem-fraction-static 0.8 \
     --phase decode --batch-size 8 --input-len 256 --steps 3 --warmup 1 --deadline-s 110 \
-    --name "profile-$preset" --output-dir /tmp/profile-traces --output-file "$OUT/profile.jsonl" \
+    --name "profile-$preset" --output-dir "/tmp/profile-traces/$preset" --output-file "$OUT/profile.jsonl" \
     || { echo "FAILED: $preset (rc $?)"; rc=1; }
 done
 echo; echo "=== records ($(date +%T))"
