@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from sglang_ext.perf.kernel_bench.roofline import copy_us, time_eager, time_graph
+from sglang_ext.perf.timing import copy_us, time_eager, time_graph
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def copy_gbps() -> float:
 
 def _time(call: Callable[[dict], object], sets: list[dict], mode: str, rep_ms: float) -> float:
     """Median us per call: eager, or replays of a CUDA graph of one call per set (the timing
-    of the kernel bench, ``perf.kernel_bench.roofline``)."""
+    of the kernel bench, ``perf.timing``)."""
     if mode == "eager":
         return time_eager(call, sets, rep_ms=rep_ms)
     return time_graph(call, sets, rep_ms=rep_ms)

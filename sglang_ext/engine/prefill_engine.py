@@ -33,7 +33,7 @@ from sglang_ext.engine.kv_sync import BackgroundKVSync, get_strategy
 from sglang_ext.engine.model import Qwen3ForCausalLM, load_model
 from sglang_ext.engine.perf_model import attn_ratio_from_flops
 from sglang_ext.engine.pipeline import split_chunks, split_chunks_balanced, split_layers
-from sglang_ext.engine.timing import Clock, RankTimings
+from sglang_ext.perf.timing import Clock, RankTimings
 
 __all__ = ["EngineResult", "PrefillEngine", "resolve_prompt", "run", "run_in_groups"]
 

@@ -28,15 +28,9 @@ import torch.nn.functional as F
 
 from sglang_ext.kernels.fused_mlp import fused_swiglu_mlp
 from sglang_ext.kernels.fused_mlp_configs import get_config
+from sglang_ext.perf.timing import time_eager, time_graph
 
-from .roofline import (
-    InputSet,
-    make_sets,
-    roofline_floor_us,
-    time_eager,
-    time_graph,
-    weight_floor_us,
-)
+from .roofline import InputSet, make_sets, roofline_floor_us, weight_floor_us
 
 __all__ = ["MlpBenchConfig", "MODELS", "bench_point", "torch_mlp"]
 

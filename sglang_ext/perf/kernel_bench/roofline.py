@@ -1,27 +1,22 @@
-"""Timing helpers for the fused-MLP bench and tuner (CUDA events via ``do_bench``).
+"""Inputs, device ceilings and roofline floors of the fused-MLP bench and tuner.
 
-Every timing is a median over many runs after warm-up.  ``do_bench`` clears the L2 before
-each run; on top of that inputs rotate over several buffer sets, so graph replays of many
-calls don't hit in L2 either (weights included: a decode step reads them cold).
+The timings themselves are :mod:`sglang_ext.perf.timing`'s (``do_bench`` medians, which
+clear the L2 before each run); the input sets here rotate over enough buffers that graph
+replays of many calls don't hit in L2 either (weights included: a decode step reads them cold).
 """
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import triton
-import triton.testing
+
+from sglang_ext.perf.timing import copy_us, median_us
 
 __all__ = [
     "InputSet",
-    "copy_us",
     "make_sets",
-    "time_eager",
-    "time_graph",
     "measure_ceilings",
     "roofline_floor_us",
     "weight_floor_us",
@@ -67,60 +62,12 @@ def make_sets(
     return sets
 
 
-def _median_us(fn: Callable[[], object], warmup_ms: float, rep_ms: float) -> float:
-    return triton.testing.do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="median") * 1e3
-
-
-def time_eager(
-    call: Callable[[InputSet], object],
-    sets: Sequence[InputSet],
-    *,
-    warmup_ms: float = 10,
-    rep_ms: float = 40,
-) -> float:
-    """Median µs of one eager call (host launch cost included), rotating over ``sets``."""
-    it = itertools.cycle(sets)
-    return _median_us(lambda: call(next(it)), warmup_ms, rep_ms)
-
-
-def time_graph(
-    call: Callable[[InputSet], object],
-    sets: Sequence[InputSet],
-    *,
-    warmup_ms: float = 10,
-    rep_ms: float = 40,
-) -> float:
-    """Median µs per call of a CUDA graph holding one call per set (launch gaps removed)."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):  # warm-up on a side stream, as torch's graph docs advise
-        for s in sets:
-            call(s)
-    torch.cuda.current_stream().wait_stream(stream)
-    torch.cuda.synchronize()
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for s in sets:
-            call(s)
-    try:
-        return _median_us(graph.replay, warmup_ms, rep_ms) / len(sets)
-    finally:
-        del graph
-
-
-def copy_us() -> tuple[float, int]:
-    """Median µs of a 1 GiB device-to-device copy, and the bytes it moves (read + write)."""
-    src = torch.randn(1 << 29, device="cuda", dtype=torch.bfloat16)
-    dst = torch.empty_like(src)
-    return _median_us(lambda: dst.copy_(src), 25, 200), 2 * src.numel() * src.element_size()
-
-
 def measure_ceilings(dtype: torch.dtype = torch.bfloat16) -> dict[str, float]:
     """Copy ceiling (1 GiB D2D copy, read + write bytes) and GEMM ceiling (8192^3 matmul)."""
     copy_us_, nbytes = copy_us()
     a = torch.randn(8192, 8192, device="cuda", dtype=dtype)
     b = torch.randn(8192, 8192, device="cuda", dtype=dtype)
-    mm_us = _median_us(lambda: a @ b, 25, 200)
+    mm_us = median_us(lambda: a @ b, 25, 200)
     return {
         "copy_gbps": nbytes / copy_us_ / 1e3,
         "gemm_tflops": 2 * 8192**3 / mm_us / 1e6,

@@ -19,8 +19,9 @@ import triton
 from sglang_ext.kernels.fused_mlp import fused_swiglu_mlp
 from sglang_ext.kernels.fused_mlp_configs import MlpLaunchConfig, max_k_splits, shape_key
 from sglang_ext.kernels.fused_mlp_dispatch import Timing
+from sglang_ext.perf.timing import time_graph
 
-from .roofline import make_sets, time_graph
+from .roofline import make_sets
 
 __all__ = ["candidates", "tune_shape", "merge_table", "measure_dispatch", "DISPATCH_MS"]
 
