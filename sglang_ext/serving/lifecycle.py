@@ -108,6 +108,8 @@ class Supervisor:
         self.stopping = False
         self._me = psutil.Process()
         self._seen: dict[int, tuple[psutil.Process, str]] = {}
+        self.deaths: list[str] = []
+        """Every watched child seen dead, in order ("server process T (pid N) died ...")."""
         self._lock = threading.RLock()  # a signal may arrive while exiting
         self._halt = threading.Event()
 
@@ -190,7 +192,8 @@ class Supervisor:
         for pid, (p, title) in list(self._seen.items()):
             if _watched(title) and not _running(p):
                 del self._seen[pid]
-                return f"server process {title} (pid {pid}) died{_exit_note(p)}"
+                self.deaths.append(f"server process {title} (pid {pid}) died{_exit_note(p)}")
+                return self.deaths[-1]
         return None
 
     def _watch(self) -> None:

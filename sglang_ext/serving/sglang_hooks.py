@@ -125,8 +125,10 @@ class SglangHooks:
             if include_parent and parent_pid == os.getpid():  # sglang ends this server
                 if sup.stopping:
                     sup.exit(0, "shutdown complete")
-                dead = sup.check_children()  # a SIGKILLed rank is an unreaped zombie here
-                note = f"{dead}; " if dead else ""
+                # a SIGKILLed rank is an unreaped zombie here; the watchdog may have seen
+                # it die first (and be waiting out its grace period), so use every death
+                sup.check_children()
+                note = "".join(f"{d}; " for d in sup.deaths)
                 sup.exit(1, f"{note}sglang stopped the server after a failure (see the log above)")
             return original(parent_pid, include_parent=include_parent, skip_pid=skip_pid)
 

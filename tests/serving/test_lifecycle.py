@@ -104,6 +104,30 @@ def test_a_dead_server_child_ends_everything_naming_it():
     assert not alive  # the SIGTERM-ignoring one got SIGKILL
 
 
+def test_sglang_ending_the_server_after_the_watchdog_saw_the_death_still_names_it():
+    # a SIGKILLed rank: the watchdog sees it die and waits out its grace period; meanwhile
+    # the surviving rank's collective fails and sglang ends the server (SIGQUIT ->
+    # kill_process_tree): that exit must name the dead rank too
+    proc = _script(
+        """
+        import socket, threading
+        from sglang_ext.serving.sglang_hooks import SglangHooks
+        s = Supervisor(poll_s=0.1, grace_s=30)
+        s.watch()
+        dies = child("sglang::scheduler_TP1", 1)
+        while not s.deaths:
+            time.sleep(0.05)
+        hooks = SglangHooks(s, socket.socket(), threading.Event())
+        hooks._kill_tree(lambda *a, **k: None)(os.getpid())
+        """.replace("import socket", "import os, socket")
+    )
+    rc, out = _finish(proc, 60)
+    assert rc == 1, out
+    assert (
+        "sglang::scheduler_TP1" in out and "died" in out and "sglang stopped the server" in out
+    ), out
+
+
 def test_sigterm_during_startup_exits_0_and_stops_children():
     proc = _script(
         """
