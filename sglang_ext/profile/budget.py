@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
 import sys
 import tempfile
@@ -230,8 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             flags = ["--model-path", str(model), "--load-format", "dummy", "--dtype", "bfloat16",
                      "--single-expert-mode", "tp", "--mem-fraction-static", "0.8", *rest]  # fmt: skip
             lp = plan_launch(flags, cuda=True, sgl_kernel=not standin, default_model_path=None)
-            if lp.single_expert_mode:
-                os.environ["SINGLE_EXPERT_MODE"] = lp.single_expert_mode
+            lp.rank_config.export()  # SGLANG_EXT_CONFIG, read once in every rank
             res = Path(tmp) / "facts.json"
             run_spawned(
                 budget_rank_main, 1, lp.sglang_argv, bargs, str(res), deadline_s=bargs.deadline_s

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import statistics
 import sys
 import tempfile
@@ -105,8 +104,7 @@ def plan(argv: list[str]) -> tuple[ProfileArgs, list[str], Layout, str | None, l
     overlay.activate(overlay.ensure_patched_sglang())
     if standin:
         overlay.activate(Path(compat.standin_path()))
-    if lp.single_expert_mode:
-        os.environ["SINGLE_EXPERT_MODE"] = lp.single_expert_mode  # read in every rank
+    lp.rank_config.export()  # SGLANG_EXT_CONFIG, read once in every rank
     return pargs, sg, layout, lp.single_expert_mode, lp.notes
 
 

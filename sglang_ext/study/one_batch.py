@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if standin:
         overlay.activate(Path(compat.standin_path()))
-    if plan.single_expert_mode:
-        os.environ["SINGLE_EXPERT_MODE"] = plan.single_expert_mode
+    plan.rank_config.export()  # SGLANG_EXT_CONFIG, read once in every rank
     model_path = flag_value(plan.sglang_argv, "--model-path")
     if model_path and (Path(model_path) / "config.json").exists():
         os.environ[_VOCAB_ENV] = str(_vocab_size(model_path))
