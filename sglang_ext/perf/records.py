@@ -37,8 +37,15 @@ def _version(pkg: str) -> str | None:
         return None
 
 
+GIT_SHA_ENV = "SGLANG_EXT_GIT_SHA"
+"""Names the commit where the tree has no git history of its own (a copy on a lent GPU)."""
+
+
 def git_sha(cwd: str | Path | None = None) -> str | None:
-    """The commit of the checkout at ``cwd`` (this package's by default), or None."""
+    """``$SGLANG_EXT_GIT_SHA`` if set, else the commit of the checkout at ``cwd`` (this
+    package's by default), else None."""
+    if os.environ.get(GIT_SHA_ENV):
+        return os.environ[GIT_SHA_ENV].strip()
     cwd = Path(cwd) if cwd else Path(__file__).resolve().parents[2]
     try:
         out = subprocess.run(

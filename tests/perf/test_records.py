@@ -32,3 +32,25 @@ def test_bad_line_named(tmp_path):
     p.write_text('{"a": 1}\nnot json\n')
     with pytest.raises(ValueError, match=":2:"):
         list(read_jsonl(p))
+
+
+def test_git_sha_is_the_checkouts_commit_unless_named(monkeypatch, tmp_path):
+    import subprocess
+
+    from sglang_ext.perf.records import git_sha
+
+    monkeypatch.delenv("SGLANG_EXT_GIT_SHA", raising=False)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    run = dict(cwd=repo, check=True, capture_output=True)
+    subprocess.run(["git", "init", "-q"], **run)
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty",
+         "-m", "x"], **run,
+    )  # fmt: skip
+    head = subprocess.run(["git", "rev-parse", "HEAD"], text=True, **run).stdout.strip()
+    assert git_sha(repo) == head
+    assert git_sha(tmp_path / "nothing") is None
+    # a copy without history (the lent GPU's): the sha passed in names the commit
+    monkeypatch.setenv("SGLANG_EXT_GIT_SHA", "6ca1ce6")
+    assert git_sha(repo) == "6ca1ce6"
