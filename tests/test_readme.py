@@ -41,6 +41,7 @@ RUN = {
 _SUMMARY = "syntax summary with placeholders, not a command"
 _GPU8 = "needs 8 GPUs and a real checkpoint"
 EXCLUDED = {
+    "bash bench/profile_h200.sh": "the per-layer GPU profile (CUDA only)",
     # install + serve / install + the whole suite: this suite is the second one
     "python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 -e . && "
     ".venv/bin/python -m sglang_ext.launch_server --single-expert-mode tp": "installs and "
