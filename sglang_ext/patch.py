@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with contextlib.suppress(ValueError):  # ValueError: not the main thread
-        signal.signal(signal.SIGTERM, _interrupt)  # roll back as on Ctrl-C
+        # roll back on SIGTERM as on Ctrl-C; and on SIGINT even where it was inherited as
+        # ignored (a job started with `&` from a script): a signal sent is a stop asked for
+        signal.signal(signal.SIGTERM, _interrupt)
+        signal.signal(signal.SIGINT, _interrupt)
     try:
         series = source.PatchSeries.load(args.patches)
         if args.command == "list":

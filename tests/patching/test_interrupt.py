@@ -99,9 +99,12 @@ def stages(tmp: Path) -> list[str]:
 def paused(op: str, tree: Path, point: str, tmp: Path) -> subprocess.Popen:
     """``python -m sglang_ext.patch OP`` held after ``point``; fails if it never gets there."""
     env = dict(os.environ, **{PAUSE_ENV: point, "TMPDIR": str(tmp)})
+    # started with SIGINT ignored, as a job started with `&` from a script (or by a CI
+    # runner that does so) inherits it: Ctrl-C/SIGINT must still roll back
     proc = subprocess.Popen(
         [sys.executable, "-m", "sglang_ext.patch", op, "--target", str(tree)],
         cwd=REPO, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )  # fmt: skip
     deadline = time.monotonic() + PAUSE_DEADLINE_S
     err = []
