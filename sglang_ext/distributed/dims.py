@@ -1,9 +1,13 @@
-"""Parallel degrees of the SP+PP engine and the process groups built from them.
+"""The one distributed start-up (engine, benches, profiler, tests) and the engine's groups.
 
-The sequence is cut into chunks (sequence parallelism in time, not in ranks), so the only
-rank dimension is the pipeline: ``pp == world_size``.  Two groups span the same ranks:
-``pipeline`` carries stage-to-stage activations, ``kv_sync`` carries the KV-cache exchange,
-so that the two never interleave on one communicator.
+:func:`init_distributed` joins the torchrun-style env:// rendezvous (torchrun, or
+``perf.dist_env.run_spawned``'s parent store), or makes a world of one with no network at
+all; gloo on CPU, NCCL on CUDA, with a timeout so a dead peer is an error, not a hang.
+
+The SP+PP engine cuts the sequence into chunks (sequence parallelism in time, not in
+ranks), so its only rank dimension is the pipeline: one stage per rank.  Two groups span
+the same ranks: ``pipeline`` carries stage-to-stage activations, ``kv_sync`` carries the
+KV-cache exchange, so that the two never interleave on one communicator.
 """
 
 from __future__ import annotations
@@ -16,34 +20,9 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["ParallelDims", "EngineGroups", "init_distributed", "build_engine_groups"]
+__all__ = ["EngineGroups", "init_distributed", "build_engine_groups"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(kw_only=True, slots=True)
-class ParallelDims:
-    """Degrees; their product must be the world size."""
-
-    pp: int
-    """pipeline stages (one per rank)"""
-    tp: int = 1
-    """tensor parallel degree (1: not supported by this engine yet)"""
-    world_size: int
-
-    def __post_init__(self) -> None:
-        if min(self.pp, self.tp, self.world_size) < 1:
-            raise ValueError(
-                f"degrees must be >= 1: pp={self.pp}, tp={self.tp}, world_size={self.world_size}"
-            )
-        if self.pp * self.tp != self.world_size:
-            raise ValueError(
-                f"Invalid parallel dims: pp({self.pp}) * tp({self.tp}) != WORLD_SIZE({self.world_size})"
-            )
-        if self.tp != 1:
-            raise ValueError(
-                f"tp={self.tp}: the SP+PP engine runs tp=1; use sglang --tp-size for TP"
-            )
 
 
 @dataclass(kw_only=True, slots=True)

@@ -23,7 +23,6 @@ import torch.distributed as dist
 from sglang_ext.distributed import comm
 from sglang_ext.distributed.dims import (
     EngineGroups,
-    ParallelDims,
     build_engine_groups,
     init_distributed,
 )
@@ -61,7 +60,6 @@ class PrefillEngine:
     ):
         self.cfg, self.model, self.groups, self.device = cfg, model, groups, device
         self.rank, self.n = comm.group_rank(groups.pipeline), comm.group_size(groups.pipeline)
-        ParallelDims(pp=self.n, world_size=self.n)
         self.stages = split_layers(model.args.num_hidden_layers, self.n, cfg.stage_split)
         self.backend = resolve_backend(cfg.attention_backend, device)
         self.strategy = get_strategy(cfg.sync)

@@ -13,7 +13,6 @@ join it as clients, the way torchrun's agent hosts the store for its workers
 
 from __future__ import annotations
 
-import datetime
 import faulthandler
 import logging
 import os
@@ -26,37 +25,26 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-__all__ = ["init_dist", "spawn_ranks", "run_spawned", "bench_device"]
+__all__ = ["init_dist", "spawn_ranks", "run_spawned"]
 
 logger = logging.getLogger(__name__)
-
-
-def bench_device(backend: str) -> torch.device:
-    if backend == "nccl":
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        torch.cuda.set_device(local)
-        return torch.device("cuda", local)
-    return torch.device("cpu")
 
 
 def init_dist(
     backend: str | None = None, *, timeout_s: float = 300.0
 ) -> tuple[dist.ProcessGroup, torch.device]:
-    """Join the torchrun group (or make a world of one); returns (group, device)."""
+    """Join the torchrun group (or make a world of one) through the one start-up,
+    :func:`sglang_ext.distributed.dims.init_distributed`; returns (a group over every
+    rank, this rank's device)."""
+    from sglang_ext.distributed.dims import init_distributed
+
     backend = backend or ("nccl" if torch.cuda.is_available() else "gloo")
+    if backend not in ("nccl", "gloo"):
+        raise ValueError(f"backend {backend!r}: use nccl (CUDA) or gloo")
     if backend == "nccl" and not torch.cuda.is_available():
         raise ValueError("backend nccl needs CUDA; use --backend gloo on CPU")
-    device = bench_device(backend)
-    timeout = datetime.timedelta(seconds=timeout_s)
-    if not dist.is_initialized():
-        kw: dict[str, Any] = {"device_id": device} if backend == "nccl" else {}
-        if "RANK" in os.environ:  # torchrun or run_spawned: env:// rendezvous
-            dist.init_process_group(backend, timeout=timeout, **kw)
-        else:  # a world of one needs no network rendezvous at all
-            dist.init_process_group(
-                backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout, **kw
-            )
-    group = dist.new_group(list(range(dist.get_world_size())), backend=backend)
+    _, world, device = init_distributed("cuda" if backend == "nccl" else "cpu", timeout_s)
+    group = dist.new_group(list(range(world)), backend=backend)
     return group, device
 
 

@@ -17,7 +17,6 @@ the parent.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import logging
 import os
@@ -179,12 +178,11 @@ class StepRunner:
 
 def init_dist(device: str, rank: int, timeout_s: float) -> None:
     """The default group on the parent's store (no port is picked); sglang then skips it."""
-    timeout = datetime.timedelta(seconds=timeout_s)
-    if device == "cuda":
-        torch.cuda.set_device(rank)
-        dist.init_process_group("nccl", timeout=timeout, device_id=torch.device("cuda", rank))
-    else:
-        dist.init_process_group("gloo", timeout=timeout)
+    from sglang_ext.distributed.dims import init_distributed
+
+    got, _, _ = init_distributed(device, timeout_s)
+    if got != rank:
+        raise RuntimeError(f"rank {rank} joined the group as rank {got}")
 
 
 def rank_main(rank: int, sglang_argv: list[str], pargs: ProfileArgs, work_dir: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sglang_ext.distributed.dims import ParallelDims
 from sglang_ext.engine.kv_sync import STRATEGIES, get_strategy
 from sglang_ext.perf.dist_env import run_spawned
 
@@ -54,14 +53,6 @@ def test_strategies_and_comm(tmp_path):
                 )
         assert res["ring_shift"].tolist() == [float((r - 1) % world)] * 2
         assert res["broadcast"].tolist() == [float(world - 1)] * 3
-
-
-def test_dims_errors_name_the_factors():
-    ParallelDims(pp=4, world_size=4)
-    with pytest.raises(ValueError, match=r"pp\(2\) \* tp\(1\) != WORLD_SIZE\(4\)"):
-        ParallelDims(pp=2, world_size=4)
-    with pytest.raises(ValueError, match="tp=2"):
-        ParallelDims(pp=2, tp=2, world_size=4)
 
 
 def test_unknown_strategy():
