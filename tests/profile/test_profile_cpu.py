@@ -27,7 +27,7 @@ def _run(tmp, mode: str, phase: str, *extra: str) -> dict:
     out = tmp / f"{mode}.jsonl"
     cmd = [sys.executable, "-m", "sglang_ext.profile", "--tp-size", "2", *extra,
            "--single-expert-mode", mode, "--phase", phase, "--batch-size", str(B),
-           "--input-len", str(L), "--steps", str(STEPS), "--warmup", "0", "--name", mode,
+           "--input-len", str(L), "--steps", str(STEPS), "--warmup", "1", "--name", mode,
            "--output-dir", str(tmp), "--output-file", str(out),
            "--deadline-s", str(DEADLINE_S - 30)]  # fmt: skip
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=DEADLINE_S)
