@@ -11,5 +11,5 @@ benches run where sglang is not installed:
 - ``report``: PNG plots and markdown reports from records only.
 - ``records`` (JSONL result records), ``timing`` (the one timer), ``stats`` (spreads,
   serving points), ``dist_env`` (spawned CPU/GPU ranks), ``scaling`` (speedup, efficiency,
-  ``bench_one_batch`` runs), ``toy_model`` (a small decoder to profile).
+  ``bench_one_batch`` runs).
 """

@@ -17,7 +17,7 @@ from sglang_ext.perf.report.plots import (
     throughput_figure,
 )
 from sglang_ext.perf.stats import compare_spread, spread
-from sglang_ext.perf.toy_model import ToyDecoder
+from tests._support.toy_model import ToyDecoder
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ENV = {"device": "cpu", "device_count": 0, "versions": {}}
