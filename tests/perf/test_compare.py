@@ -3,7 +3,6 @@
 import math
 import os
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,13 +17,15 @@ from sglang_ext.perf.serving.compare import (  # noqa: E402
 )
 from sglang_ext.perf.serving.loadgen import LoadConfig  # noqa: E402
 from sglang_ext.perf.serving.server_process import http_ok  # noqa: E402
+from tests._support.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN_DELAY_S = 0.02
 
 
 def test_fake_servers_compared(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])
+    )
     cfg = CompareConfig(
         configs=(
             "dp:--single-expert-mode dp",
@@ -107,7 +108,9 @@ def test_real_launcher_dp_vs_tp_at_tp2_match_hf(tmp_path, monkeypatch):
 
     from sglang_ext.models.tiny import default_model_path
 
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])
+    )
     cfg = CompareConfig(
         configs=(
             "dp:--tp-size 2 --single-expert-mode dp",

@@ -223,13 +223,13 @@ def test_readme_serve_load_line_runs_as_written(tmp_path):
     import json
     import subprocess
     import sys
-    from pathlib import Path
 
-    root = Path(__file__).resolve().parents[2]
+    from tests._support.paths import REPO_ROOT
+
     srv = _ModelInfoServer(_word_tokenizer(tmp_path / "model"))
     out = tmp_path / "serve.jsonl"
     with srv as url:
-        cmd = [sys.executable, str(root / "bench/serve_load.py"), "--base-url", url]
+        cmd = [sys.executable, str(REPO_ROOT / "bench/serve_load.py"), "--base-url", url]
         cmd += "--qps 8 --num-prompts 64 --sequence-length 512 --output-length 64".split()
         p = subprocess.run(
             [*cmd, "--output-file", str(out), "--disable-progress"],

@@ -31,9 +31,9 @@ from sglang_ext.perf.serving.server_process import (
     http_ok,
     run_in_group,
 )
+from tests._support.paths import REPO_ROOT
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-ENV = {"PYTHONPATH": ROOT}
+ENV = {"PYTHONPATH": str(REPO_ROOT)}
 FAKE = "from sglang_ext.perf.serving.fake_server import main; main(['--port', '{port}'])"
 
 

@@ -20,8 +20,7 @@ from sglang_ext.net import PortInUseError, pick_port
 from sglang_ext.serving import quiet
 from sglang_ext.serving.lifecycle import bind_http
 from sglang_ext.serving.sglang_hooks import WarmupGate
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests._support.paths import REPO_ROOT
 
 
 def test_bind_http_holds_the_port_and_names_it():
@@ -54,7 +53,7 @@ def _script(body: str) -> subprocess.Popen:
                 f"setproctitle.setproctitle({title!r}); time.sleep({secs})"])
         """
     ) + textwrap.dedent(body)
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.Popen(
         [sys.executable, "-c", code],
         stdout=subprocess.PIPE,

@@ -2,12 +2,11 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 from sglang_ext.study.check import FAIL, OK, WARN, needed_devices, run_checks
 from sglang_ext.study.config import load_config
+from tests._support.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 VERSIONS = {"sglang": "0.4.7", "torch": "2.7.1", "transformers": "4.52.3", "triton": "3.3.1"}
 
 
@@ -27,7 +26,7 @@ def _verdicts(items):
 
 
 def test_eight_gpu_host_ready_for_the_8gpu_config():
-    cfg = load_config("comprehensive", ROOT / "bench" / "study_8gpu.toml")
+    cfg = load_config("comprehensive", REPO_ROOT / "bench" / "study_8gpu.toml")
     assert needed_devices(cfg) == 8  # the fork's EP launch: tp 4 x dp 2 ranks
     v = _verdicts(run_checks(cfg, mode="comprehensive", report=_report(gpus=8)))
     assert v["devices"] == OK and v["NCCL"] == OK and v["peer access"] == OK
@@ -35,7 +34,7 @@ def test_eight_gpu_host_ready_for_the_8gpu_config():
 
 
 def test_missing_things_fail_and_say_so():
-    cfg = load_config("comprehensive", ROOT / "bench" / "study_8gpu.toml")
+    cfg = load_config("comprehensive", REPO_ROOT / "bench" / "study_8gpu.toml")
     peer = [[i == j or j != 3 for j in range(4)] for i in range(4)]
     items = run_checks(
         cfg,
@@ -69,7 +68,7 @@ def test_cli_check_exit_code_follows_the_verdicts():
         capture_output=True,
         text=True,
         timeout=180,
-        cwd=ROOT,
+        cwd=REPO_ROOT,
     )
     lines = out.stdout.splitlines()
     assert lines[-1].startswith("verdict: ")

@@ -3,13 +3,11 @@
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from sglang_ext.study.config import STEPS, ConfigError, load_config
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests._support.paths import REPO_ROOT
 
 
 def _toml(tmp_path, text):
@@ -63,7 +61,7 @@ def test_wrong_types_and_values(tmp_path):
 
 
 def test_the_8gpu_example_is_the_seeds_layout():
-    cfg = load_config("comprehensive", ROOT / "bench" / "study_8gpu.toml")
+    cfg = load_config("comprehensive", REPO_ROOT / "bench" / "study_8gpu.toml")
     flags = dict(c.split(":", 1) for c in cfg.serving.configs)
     assert "--tp-size 8" in flags["tp"] and "--single-expert-mode tp" in flags["tp"]
     assert "--tp-size 4 --dp-size 2 --enable-ep-moe --ep-size 8" in flags["dp"]
@@ -86,7 +84,7 @@ def test_cli_bad_config_exits_2_with_the_message(tmp_path):
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=ROOT,
+        cwd=REPO_ROOT,
     )
     assert out.returncode == 2
     assert "unknown key 'latency.batch'" in out.stderr and "batch_sizes" in out.stderr

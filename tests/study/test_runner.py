@@ -9,7 +9,6 @@ import json
 import logging
 import os
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -20,14 +19,16 @@ from sglang_ext.study import runner as runner_mod  # noqa: E402
 from sglang_ext.study import steps as steps_mod  # noqa: E402
 from sglang_ext.study.config import STEPS, load_config  # noqa: E402
 from sglang_ext.study.runner import RunOptions, run_study, step_status  # noqa: E402
+from tests._support.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 CHEAP = ["env", "bandwidth", "serving", "profile", "report"]
 
 
 @pytest.fixture
 def cfg(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])
+    )
     toml = tmp_path / "small.toml"
     toml.write_text(
         f"""
@@ -138,7 +139,10 @@ def test_failure_then_resume(cfg, tmp_path, monkeypatch, caplog):
         assert f"| {i} | {name}: " in report, name
     assert "**request throughput** at inf (saturation): tp / dp = " in report
     assert "## Index of records" in report and "5_serving/compare.jsonl:4" in report
-    assert "bench/serve_load.py --base-url" in report and "sglang_ext.perf.serving.fake_server" in report
+    assert (
+        "bench/serve_load.py --base-url" in report
+        and "sglang_ext.perf.serving.fake_server" in report
+    )
     assert "No GPU on this host" in report
     assert (out / "report" / "throughput_vs_load.png").exists()
     assert (out / "report" / "latency_vs_throughput.png").exists()
