@@ -1,11 +1,12 @@
 """Prefill latency of the native SP+PP engine vs prompt length, N = 1..4 ranks, pairwise vs
 ring KV sync, next to the analytic model (sglang_ext.engine.perf_model); then sglang 0.4.7's
-own --pp-size 2 / --tp-size 2 prefill on the same weights and prompts.
+own prefill on the same weights and prompts (``--sglang tp1`` / ``pp2`` / ``tp2``), timed in
+the same run before the engine; with ``tp1`` every N=1 record gets ``ratio_to_sglang``.
 
     PYTHONPATH=. python bench/bench_sp_pp.py --prompt-lens 256,512,1024 --nprocs 1,2,3,4
     PYTHONPATH=. python bench/bench_sp_pp.py --device cuda --dummy-preset qwen3-30b-a3b-1e \\
-        --dtype bfloat16 --nprocs 1 --prompt-lens 1024,4096 --chunk-size 512 --sglang '' \\
-        --output bench/results/sp_pp_h100.jsonl
+        --dtype bfloat16 --nprocs 1 --prompt-lens 4096,16384 --chunk-size 4096 --sglang tp1 \\
+        --output bench/results/h200/sp_pp.jsonl
 
 On CPU each rank runs on one thread and the baseline is one rank on one thread.
 Records (one per point) go to --output; see sglang_ext/perf/records.py for the schema.
@@ -54,10 +55,30 @@ def main() -> None:
         default="pp2,tp2",
         help=f"sglang configs to time ('' for none): {sorted(SGLANG_CONFIGS)}",
     )
+    p.add_argument(
+        "--sglang-flags",
+        default="",
+        help="extra server flags for every sglang config, space-separated "
+        "(e.g. '--disable-cuda-graph': prefill never runs in a graph, start-up is shorter)",
+    )
     p.add_argument("--sglang-log-dir", default="/tmp", help="sglang server logs go here")
     p.add_argument("--output", default="bench/results/sp_pp_cpu.jsonl")
     a = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    sglang_recs = None
+    if a.sglang:  # first: the server is gone (and its GPU memory free) before the engine runs
+        sglang_recs = bench_sglang(
+            preset=a.dummy_preset,
+            num_layers=a.num_layers,
+            dtype=a.dtype,
+            device=a.device,
+            prompt_lens=a.prompt_lens,
+            configs=a.sglang.split(","),
+            repeats=a.repeats + 1,
+            output=a.output,
+            log_dir=a.sglang_log_dir,
+            extra_flags=a.sglang_flags.split(),
+        )
     sweep(
         preset=a.dummy_preset,
         num_layers=a.num_layers,
@@ -73,19 +94,8 @@ def main() -> None:
         bw_gbps=a.bw_gbps,
         latency_us=a.latency_us,
         output=a.output,
+        sglang_baseline=sglang_recs if "tp1" in a.sglang.split(",") else None,
     )
-    if a.sglang:
-        bench_sglang(
-            preset=a.dummy_preset,
-            num_layers=a.num_layers,
-            dtype=a.dtype,
-            device=a.device,
-            prompt_lens=a.prompt_lens,
-            configs=a.sglang.split(","),
-            repeats=a.repeats + 1,
-            output=a.output,
-            log_dir=a.sglang_log_dir,
-        )
 
 
 if __name__ == "__main__":

@@ -79,7 +79,8 @@ def time_sglang_prefill(
     """Start the server with ``flags``; for each prompt time ``repeats`` prefills (the first
     one warms up; min and median of the rest are kept); stop the server.
 
-    Returns ``{"startup_s": ..., "points": {prompt_len: {"prefill_s", "prefill_median_s", "all_s"}}}``.
+    Returns ``{"startup_s": ..., "command": [...], "points": {prompt_len: {"prefill_s",
+    "prefill_median_s", "all_s"}}}`` (``command``: the server's argv, ``{port}`` unfilled).
     """
     cmd = [
         sys.executable,
@@ -119,7 +120,7 @@ def time_sglang_prefill(
                 "prefill_median_s": warm[len(warm) // 2],
                 "all_s": times,
             }
-        return {"startup_s": startup_s, "points": points}
+        return {"startup_s": startup_s, "command": cmd, "points": points}
 
 
 def dummy_checkpoint(
@@ -139,7 +140,11 @@ def prompt_ids(prompt_len: int, vocab_size: int, seed: int) -> list[int]:
     return torch.randint(0, vocab_size, (prompt_len,), generator=g).tolist()
 
 
-SGLANG_CONFIGS = {"pp2": ["--pp-size", "2"], "tp2": ["--tp-size", "2"]}
+SGLANG_CONFIGS = {
+    "tp1": ["--tp-size", "1"],  # the baseline of ``ratio_to_sglang`` (sglang_ratio.py)
+    "pp2": ["--pp-size", "2"],
+    "tp2": ["--tp-size", "2"],
+}
 
 
 def bench_sglang(
@@ -153,8 +158,12 @@ def bench_sglang(
     repeats: int,
     output: str,
     log_dir: str = "/tmp",
+    extra_flags: list[str] | None = None,
+    seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """Time sglang's prefill for each of ``configs`` (keys of SGLANG_CONFIGS); append records."""
+    """Time sglang's prefill for each of ``configs`` (keys of SGLANG_CONFIGS) on the engine's
+    ``--seed`` weights and prompts, with ``extra_flags`` appended to every server's flags;
+    append records (``output`` None: return them only)."""
     import tempfile
 
     from sglang_ext.engine.model import DUMMY_PRESETS
@@ -167,8 +176,8 @@ def bench_sglang(
     vocab = DUMMY_PRESETS[preset]["vocab_size"]
     recs = []
     with tempfile.TemporaryDirectory(prefix="sp_pp_ckpt_") as d:
-        ckpt = str(dummy_checkpoint(preset, num_layers, tdtype, 0, d))
-        prompts = {n: prompt_ids(n, vocab, 0) for n in prompt_lens}
+        ckpt = str(dummy_checkpoint(preset, num_layers, tdtype, seed, d))
+        prompts = {n: prompt_ids(n, vocab, seed) for n in prompt_lens}
         for name in configs:
             # no radix cache: repeated (and prefix-sharing) prompts would otherwise be cache hits
             flags = [
@@ -178,6 +187,7 @@ def bench_sglang(
                 "--dtype",
                 dtype,
                 "--disable-radix-cache",
+                *(extra_flags or []),
             ]
             res = time_sglang_prefill(
                 ckpt, flags, prompts, repeats=repeats, log_file=f"{log_dir}/sglang_{name}.log"
@@ -185,15 +195,19 @@ def bench_sglang(
             for plen, pt in res["points"].items():
                 cfg = {
                     "engine": f"sglang-0.4.7 {name}",
+                    "sglang_config": name,
                     "dummy_preset": preset,
                     "num_layers": num_layers,
                     "device": device,
                     "dtype": dtype,
                     "prompt_len": plen,
+                    "seed": seed,
                     "flags": flags,
+                    "command": res["command"],
                 }
                 rec = make_record("sp_pp_sglang", cfg, {**pt, "startup_s": res["startup_s"]})
-                append_jsonl(output, rec)
+                if output:
+                    append_jsonl(output, rec)
                 recs.append(rec)
                 logger.info(
                     "P=%d sglang %s prefill %.3fs (median %.3fs)",

@@ -93,9 +93,15 @@ def sweep(
     bw_gbps: float,
     latency_us: float,
     output: str,
+    sglang_baseline: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every (prompt, N, sync) point against the 1-rank baseline of its prompt; append records."""
+    """Every (prompt, N, sync) point against the 1-rank baseline of its prompt; append records.
+
+    ``sglang_baseline``: ``sp_pp_sglang`` records of this run; each N=1 record then gets
+    ``ratio_to_sglang`` against the tp1 one of its prompt (``engine.sglang_ratio``).
+    """
     from sglang_ext.engine.model import DUMMY_PRESETS
+    from sglang_ext.engine.sglang_ratio import attach_ratio_to_sglang
     from sglang_ext.perf.records import append_jsonl, make_record
 
     shape = DUMMY_PRESETS[preset]
@@ -149,6 +155,8 @@ def sweep(
                     "model_latency_us": latency_us,
                 }
                 rec = make_record("sp_pp", cfg, m)
+                if sglang_baseline is not None:
+                    attach_ratio_to_sglang([rec], sglang_baseline)
                 append_jsonl(output, rec)
                 recs.append(rec)
                 h = m["measured_kv_sync_hidden_frac"]
