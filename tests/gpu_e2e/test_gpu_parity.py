@@ -32,11 +32,7 @@ import torch
 
 from sglang_ext.perf.serving.server_process import ServerProcess
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.slow,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
-]
+pytestmark = [pytest.mark.gpu, pytest.mark.slow]  # tests/conftest.py skips gpu without CUDA
 MAX_NEW = 16
 DEV = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: a dry run of the harness only
 TIE = 1e-4  # HF top-2 logit gap below which fp32 rounding may pick either token

@@ -14,10 +14,7 @@ from sglang_ext.kernels.fused_mlp_ref import swiglu_mlp_ref
 from sglang_ext.layers import SingleExpertMoE
 from sglang_ext.layers import single_expert_moe as sem
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
-]
+pytestmark = pytest.mark.gpu  # tests/conftest.py skips it without CUDA
 
 H, INTER = 1024, 768  # Qwen3-MoE-like expert width
 # bf16 outputs are O(1); a bf16 ulp at 1-2 is 2^-7..2^-6, and kernel (split-K, fp32
