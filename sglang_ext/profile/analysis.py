@@ -2,8 +2,10 @@
 
 Per rank, from the trace: the measured steps (``step::<phase>`` ranges), and inside them
 the time of each decoder layer (``layer::L<i>``), each op (``op::L<i>.<op>``) and the
-parts outside the layers (``op::embed``, ``op::final_norm``, ``op::logits``; the rest of
-the step, batch preparation and sampling, is ``other``), all as means per step. On the
+parts outside the layers (the model's ``op::embed``, ``op::final_norm``, ``op::logits``;
+the step's ``op::batch_prep``, ``op::dp_prepare``, ``op::sample``; the rest of the step,
+unlabelled, is ``other``), all as means per step; a label nested in another counts once,
+in the outer one. On the
 CPU these are the ``user_annotation`` (wall) ranges. On the GPU the kernels run after the
 CPU call that launched them, outside its range: each kernel is counted in the ranges that
 enclose its launching call (:func:`gpu_attribution`, by the Kineto correlation id), and
@@ -64,20 +66,43 @@ def union_len(iv: list[tuple[float, float]]) -> float:
 def _cpu_parts(
     ann: list[dict[str, Any]], steps: list[tuple[float, float]], n_layers: int
 ) -> tuple[list[float], dict[str, list[float]], dict[str, float]]:
-    """Wall time per step (mean) of the layers, ops and outside parts of CPU ranges."""
+    """Wall time per step (mean) of the layers, ops and outside parts of CPU ranges.
+
+    Nested labels count once: a layer inside a layer, an op inside an op, or an outside
+    part inside a layer or another op range adds nothing (its time is already counted in
+    the enclosing range), so the parts never sum to more than the step.
+    """
     n = len(steps)
     layer = [0.0] * n_layers
     ops: dict[str, list[float]] = defaultdict(lambda: [0.0] * n_layers)
     outside: dict[str, float] = defaultdict(float)
+    by_thread: dict[Any, list[tuple[float, float, str, Any]]] = defaultdict(list)
     for e in ann:
         if _within(e, steps) is None:
             continue
         if m := _LAYER.match(e["name"]):
-            layer[int(m.group(1))] += e["dur"] / n
+            kind, key = "layer", int(m.group(1))
         elif m := _OP.match(e["name"]):
-            ops[m.group(2)][int(m.group(1))] += e["dur"] / n
+            kind, key = "op", (m.group(2), int(m.group(1)))
         elif m := _OUT.match(e["name"]):
-            outside[m.group(1)] += e["dur"] / n
+            kind, key = "outside", m.group(1)
+        else:
+            continue
+        by_thread[(e.get("pid"), e.get("tid"))].append((e["ts"], e["ts"] + e["dur"], kind, key))
+    for rs in by_thread.values():
+        stack: list[tuple[float, float, str, Any]] = []
+        for r in sorted(rs, key=lambda r: (r[0], -r[1])):
+            a, b, kind, key = r
+            stack = [s for s in stack if s[0] <= a and b <= s[1]]  # those enclosing r
+            kinds = {s[2] for s in stack}
+            dur = (b - a) / n
+            if kind == "layer" and "layer" not in kinds:
+                layer[key] += dur
+            elif kind == "op" and "op" not in kinds and "outside" not in kinds:
+                ops[key[0]][key[1]] += dur
+            elif kind == "outside" and not kinds:
+                outside[key] += dur
+            stack.append(r)
     return layer, dict(ops), dict(outside)
 
 
