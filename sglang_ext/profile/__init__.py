@@ -2,7 +2,7 @@
 with every collective it issues; the decode-step budget on the GPU.
 
 ``python -m sglang_ext.profile --help``. Modules: ``config`` (flags), ``labels`` (module
-hooks), ``comm`` (GroupCoordinator recorder), ``rank`` (one rank's run), ``kineto`` (GPU
+hooks), ``comm`` (collective recorder), ``rank`` (one rank's run), ``kineto`` (GPU
 kernels tied to the CPU ranges of their launching call), ``analysis`` (trace -> numbers),
 ``analytic`` (the expected collectives), ``launch`` (the command), ``report`` (tp vs dp
 plots), ``decode_budget`` and ``budget`` (GPU decode budget records).

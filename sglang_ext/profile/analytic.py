@@ -28,8 +28,10 @@ batch of ``batch`` requests, so the gathered step holds ``G = dp_size x T`` toke
   positions of all DP ranks, ``G_s = dp_size x batch``), then the all_gather of
   ``[G_s, V_pad / tp]`` over the whole TP group.
 
-Scheduler.prepare_dp_attn_batch_raw's all_gather of the ranks' token counts goes through
-``torch.distributed`` on the CPU group, not the GroupCoordinator: not counted.
+- ``Scheduler.prepare_dp_attn_batch_raw`` (once per step, before the forward): one
+  all_gather, through ``torch.distributed`` on the TP group's CPU group, of this rank's
+  6 int64 facts (tokens, can-run-graph, logprob tokens, is-extend, two two-batch-overlap
+  fields): 48 bytes.
 
 All activations are in the model dtype (``dtype_size`` bytes).
 """
@@ -39,6 +41,8 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = ["expected_collectives"]
+
+_DP_INFO_BYTES = 6 * 8  # prepare_dp_attn_batch_raw's local_info: 6 int64
 
 
 def expected_collectives(
@@ -64,7 +68,10 @@ def expected_collectives(
         ar = 2 * layers * g * hidden * dtype_size + g_s * hidden * dtype_size
         return {
             "all_reduce": {"count": 2 * layers + 1, "bytes": ar},
-            "all_gather": {"count": 1, "bytes": g_s * (v_pad // tp) * dtype_size},
+            "all_gather": {
+                "count": 2,
+                "bytes": g_s * (v_pad // tp) * dtype_size + _DP_INFO_BYTES,
+            },
         }
     act = tokens * hidden * dtype_size
     out: dict[str, Any] = {

@@ -7,7 +7,9 @@ the CPU, ``gpu_user_annotation`` twins on the GPU):
 - ``layer::L<i>``: decoder layer ``i`` (modules named ``...layers.<i>``);
 - ``op::L<i>.<op>``: an op inside it, named by :data:`OP_NAMES` (a module shared by the
   layers, such as sglang's cached rotary embedding, is labelled with the layer it runs in);
-- ``op::<op>``: the model's parts outside the layers (embedding, final norm, logits);
+- ``op::<op>``: the model's parts outside the layers (embedding, final norm, logits),
+  and the step's own parts around the model's forward, :data:`STEP_PARTS` (put in by the
+  rank's step, not by hooks);
 - ``block::L<i>.attn`` / ``block::L<i>.moe``: containers, used only to say where a
   collective ran (the MoE block's collective is the token exchange).
 
@@ -25,7 +27,14 @@ from typing import Any
 from torch import nn
 from torch.profiler import record_function
 
-__all__ = ["OP_NAMES", "OUTSIDE_NAMES", "BLOCK_NAMES", "ModelLabeler", "label_model"]
+__all__ = [
+    "OP_NAMES",
+    "OUTSIDE_NAMES",
+    "BLOCK_NAMES",
+    "STEP_PARTS",
+    "ModelLabeler",
+    "label_model",
+]
 
 # child path inside a decoder layer -> op label
 OP_NAMES = {
@@ -46,6 +55,12 @@ OUTSIDE_NAMES = {
     "embed_tokens": "embed",
     "model.norm": "final_norm",
     "logits_processor": "logits",
+}
+# the step's parts outside the model's forward -> what each holds
+STEP_PARTS = {
+    "batch_prep": "ScheduleBatch prepare_for_extend/decode and ForwardBatch.init_new",
+    "dp_prepare": "DP attention: the scheduler's all_gather of every DP rank's token counts",
+    "sample": "ModelRunner.sample: the next tokens from the logits",
 }
 _LAYER_RX = re.compile(r"(^|\.)layers\.(\d+)$")
 

@@ -7,15 +7,17 @@ activated by the parent before it spawned the ranks), builds the same random bat
 them, the served step's time, as reference. Then eagerly (the graph runner set aside,
 unless ``--profile-graph``): ``warmup`` untimed runs, one timed run without the profiler,
 one timed run under torch.profiler with the labels (:mod:`labels`) and the collective
-recorder (:mod:`comm`) installed. Eager steps run the layers' Python code, so each kernel
-can be tied to the layer and op that launched it; a graph replay launches all of them at
-once. Step times are wall times with one device synchronize at the end of each step (none
-inside). The rank writes its Chrome trace ``{name}_rank{r}.json`` and a JSON summary for
-the parent.
+recorder (:mod:`comm`) installed; the profiled step's parts around the model's forward
+(batch preparation, DP-attention preparation, sampling) get ``op::`` ranges too. Eager
+steps run the layers' Python code, so each kernel can be tied to the layer and op that
+launched it; a graph replay launches all of them at once. Step times are wall times with
+one device synchronize at the end of each step (none inside). The rank writes its Chrome
+trace ``{name}_rank{r}.json`` and a JSON summary for the parent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -33,7 +35,7 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from .analysis import rank_summary
 from .comm import CommLog, record_collectives
 from .config import ProfileArgs
-from .labels import label_model
+from .labels import STEP_PARTS, label_model
 
 __all__ = ["rank_main", "StepRunner", "init_dist"]
 
@@ -66,43 +68,61 @@ def _dp_attn_prepare(batch: Any, mr: Any) -> None:
     )
 
 
+def _part(name: str, on: bool) -> Any:
+    """``op::<name>``: a part of the step outside the model (:data:`labels.STEP_PARTS`)."""
+    assert name in STEP_PARTS, name
+    return record_function(f"op::{name}") if on else contextlib.nullcontext()
+
+
 @torch.no_grad()
-def extend(reqs: list[Any], mr: Any) -> tuple[torch.Tensor, Any, Any]:
+def extend(reqs: list[Any], mr: Any, *, labels: bool = False) -> tuple[torch.Tensor, Any, Any]:
     """A prefill of ``reqs`` (``bench_one_batch.extend``, DP attention fixed)."""
     from sglang.srt.managers.schedule_batch import ScheduleBatch
-    from sglang.srt.model_executor.forward_batch_info import ForwardBatch
     from sglang.srt.speculative.spec_info import SpeculativeAlgorithm
 
-    batch = ScheduleBatch.init_new(
-        reqs=reqs,
-        req_to_token_pool=mr.req_to_token_pool,
-        token_to_kv_pool_allocator=mr.token_to_kv_pool_allocator,
-        tree_cache=None,
-        model_config=mr.model_config,
-        enable_overlap=False,
-        spec_algorithm=SpeculativeAlgorithm.NONE,
-        enable_custom_logit_processor=False,
-    )
-    batch.prepare_for_extend()
-    _dp_attn_prepare(batch, mr)
-    fb = ForwardBatch.init_new(batch.get_model_worker_batch(), mr)
-    logits, _ = mr.forward(fb)
-    return mr.sample(logits, fb), logits.next_token_logits, batch
+    with _part("batch_prep", labels):
+        batch = ScheduleBatch.init_new(
+            reqs=reqs,
+            req_to_token_pool=mr.req_to_token_pool,
+            token_to_kv_pool_allocator=mr.token_to_kv_pool_allocator,
+            tree_cache=None,
+            model_config=mr.model_config,
+            enable_overlap=False,
+            spec_algorithm=SpeculativeAlgorithm.NONE,
+            enable_custom_logit_processor=False,
+        )
+        batch.prepare_for_extend()
+    logits, fb = _forward(batch, mr, labels)
+    with _part("sample", labels):
+        return mr.sample(logits, fb), logits.next_token_logits, batch
 
 
-@torch.no_grad()
-def decode(tokens: torch.Tensor, batch: Any, mr: Any) -> tuple[torch.Tensor, Any]:
-    """One decode step of ``batch`` (``bench_one_batch.decode``, DP attention fixed)."""
+def _forward(batch: Any, mr: Any, labels: bool) -> tuple[Any, Any]:
+    """(logits output, forward batch) of a prepared batch: DP-attention preparation, the
+    forward batch, the model runner's forward."""
     from sglang.srt.model_executor.forward_batch_info import ForwardBatch
 
-    batch.output_ids = tokens
-    batch.prepare_for_decode()
-    _dp_attn_prepare(batch, mr)
-    fb = ForwardBatch.init_new(batch.get_model_worker_batch(), mr)
+    with _part("dp_prepare", labels and mr.server_args.enable_dp_attention):
+        _dp_attn_prepare(batch, mr)
+    with _part("batch_prep", labels):
+        fb = ForwardBatch.init_new(batch.get_model_worker_batch(), mr)
     logits, graph = mr.forward(fb)
     if graph:
         mr.graph_steps = getattr(mr, "graph_steps", 0) + 1
-    return mr.sample(logits, fb), logits.next_token_logits
+    return logits, fb
+
+
+@torch.no_grad()
+def decode(
+    tokens: torch.Tensor, batch: Any, mr: Any, *, labels: bool = False
+) -> tuple[torch.Tensor, Any]:
+    """One decode step of ``batch`` (``bench_one_batch.decode``, DP attention fixed)."""
+    with _part("batch_prep", labels):
+        batch.output_ids = tokens
+        batch.prepare_for_decode()
+    logits, fb = _forward(batch, mr, labels)
+    with _part("sample", labels):
+        return mr.sample(logits, fb), logits.next_token_logits
 
 
 def _sync(device: str) -> None:
@@ -143,6 +163,7 @@ class StepRunner:
         """(greedy tokens of each measured step, wall seconds of each measured step); the
         model runner's ``graph_steps`` counts the decode steps that replayed a CUDA graph."""
         phase, tokens, times = self.pargs.phase, [], []
+        labelled = log is not None  # the step's parts outside the model: op::<part> ranges
         self.mr.graph_steps = 0
 
         def step(i: int, fn):
@@ -161,7 +182,7 @@ class StepRunner:
         if phase == "prefill":
             for i in range(self.pargs.steps):
                 reqs = self._reqs()
-                nxt, _, _ = step(i, lambda reqs=reqs: extend(reqs, self.mr))
+                nxt, _, _ = step(i, lambda reqs=reqs: extend(reqs, self.mr, labels=labelled))
                 tokens.append(nxt.tolist())
         else:
             reqs = self._reqs()
@@ -171,7 +192,7 @@ class StepRunner:
             _sync(self.device)
             self.prefill_s = time.perf_counter() - t0
             for i in range(self.pargs.steps):
-                nxt, _ = step(i, lambda nxt=nxt: decode(nxt, batch, self.mr))
+                nxt, _ = step(i, lambda nxt=nxt: decode(nxt, batch, self.mr, labels=labelled))
                 tokens.append(nxt.tolist())
         return tokens, times
 
