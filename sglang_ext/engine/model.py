@@ -5,6 +5,12 @@ so a ``*.safetensors`` checkpoint loads with ``load_state_dict``.  Semantics fol
 transformers 4.52: per-head RMSNorm on q and k before RoPE, ``rotate_half`` RoPE with
 ``rope_theta``, GQA, optional tied embeddings, and MoE layers chosen by
 ``decoder_sparse_step`` / ``mlp_only_layers`` with softmax -> top-k routing.
+
+Fused ops (``Qwen3ForCausalLM.set_fused_ops``, on by default on CUDA): the RMSNorms (hidden
+and per-head q/k), RoPE and the dense MLP's SiLU-and-mul run the project's Triton kernels
+(``sglang_ext.kernels.norm`` / ``rope`` / ``activation``: float32 inside, one rounding);
+off (CPU), plain torch in HF's order of operations. The one-expert MoE layer is always the
+project's ``SingleExpertMoE`` (its own kernel dispatch).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sglang_ext.engine.attention import attend
+from sglang_ext.layers.single_expert_moe import SingleExpertMoE
 
 __all__ = [
     "ModelArgs",
@@ -29,6 +36,7 @@ __all__ = [
     "Qwen3ForCausalLM",
     "load_model",
     "rope_cos_sin",
+    "rope_cos_sin_cache",
 ]
 
 logger = logging.getLogger(__name__)
@@ -132,8 +140,13 @@ class RMSNorm(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
         self.eps = eps
+        self.fused = False  # the Triton kernel (set_fused_ops)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            from sglang_ext.kernels.norm import rmsnorm
+
+            return rmsnorm(x, self.weight, self.eps)
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * h.to(x.dtype)
@@ -149,6 +162,18 @@ def rope_cos_sin(args: ModelArgs, positions: torch.Tensor, dtype: torch.dtype):
     freqs = positions.float()[:, None] * inv[None, :]
     emb = torch.cat((freqs, freqs), dim=-1)
     return emb.cos().to(dtype), emb.sin().to(dtype)
+
+
+def rope_cos_sin_cache(args: ModelArgs, positions: torch.Tensor) -> torch.Tensor:
+    """positions: [T] -> float32 [T, d] rows ``cos | sin`` of half width (the Triton rope
+    kernel's cache layout, neox pairs ``i, i + d/2`` = HF's ``rotate_half``)."""
+    d = args.head_dim
+    inv = 1.0 / (
+        args.rope_theta
+        ** (torch.arange(0, d, 2, dtype=torch.int64, device=positions.device).float() / d)
+    )
+    freqs = positions.float()[:, None] * inv[None, :]
+    return torch.cat((freqs.cos(), freqs.sin()), dim=-1)
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -181,15 +206,23 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(H * d, D, bias=b)
         self.q_norm = RMSNorm(d, a.rms_norm_eps)
         self.k_norm = RMSNorm(d, a.rms_norm_eps)
+        self.fused = False  # Triton rope (set_fused_ops)
 
-    def forward(self, x, cos, sin, cache: KVCache, start: int, backend: str) -> torch.Tensor:
+    def forward(self, x, rope, cache: KVCache, start: int, backend: str) -> torch.Tensor:
+        """rope: ``(cos, sin)`` [T, d] each (torch), or ``(index, cos_sin)`` (fused: [T] rows
+        of the float32 [T, d] cache of :func:`rope_cos_sin_cache`)."""
         T = x.shape[0]  # x: [T, D]
         q = self.q_norm(self.q_proj(x).view(T, self.H, self.d))  # [T, H, d]
         k = self.k_norm(self.k_proj(x).view(T, self.Hkv, self.d))  # [T, Hkv, d]
         v = self.v_proj(x).view(T, self.Hkv, self.d)
-        c, s = cos[:, None, :], sin[:, None, :]
-        q = q * c + _rotate_half(q) * s
-        k = k * c + _rotate_half(k) * s
+        if self.fused:
+            from sglang_ext.kernels.rope import apply_rope_inplace
+
+            apply_rope_inplace(rope[0], q, k, self.d, rope[1], True)
+        else:
+            c, s = rope[0][:, None, :], rope[1][:, None, :]
+            q = q * c + _rotate_half(q) * s
+            k = k * c + _rotate_half(k) * s
         cache.k[start : start + T] = k
         cache.v[start : start + T] = v
         end = start + T
@@ -203,9 +236,85 @@ class MLP(nn.Module):
         self.gate_proj = nn.Linear(D, inter, bias=False)
         self.up_proj = nn.Linear(D, inter, bias=False)
         self.down_proj = nn.Linear(inter, D, bias=False)
+        self.fused = False  # one GEMM for gate|up and the Triton SiLU-and-mul (set_fused_ops)
+        self._w13: tuple[tuple[int, ...], torch.Tensor] | None = None
+
+    def _gate_up_weight(self) -> torch.Tensor:
+        """[2I, D] = gate_proj | up_proj, rebuilt when either weight changes (load_state_dict)."""
+        g, u = self.gate_proj.weight, self.up_proj.weight
+        key = (g._version, u._version, g.data_ptr(), u.data_ptr())
+        if self._w13 is None or self._w13[0] != key:
+            self._w13 = (key, torch.cat((g, u)))
+        return self._w13[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused:
+            from sglang_ext.kernels.activation import gated_act
+
+            gu = F.linear(x, self._gate_up_weight())  # [T, 2I]
+            h = torch.empty(gu.shape[:-1] + (gu.shape[-1] // 2,), dtype=x.dtype, device=x.device)
+            return self.down_proj(gated_act(gu, h, "silu"))
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+# HF expert projection -> SingleExpertMoE shard id (w1, w3: rows of w13_weight; w2: w2_weight)
+_HF_EXPERT = (("gate_proj", "w1"), ("up_proj", "w3"), ("down_proj", "w2"))
+
+
+class OneExpertMoE(nn.Module):
+    """HF Qwen3MoeSparseMoeBlock with one expert, computed by the project's ``SingleExpertMoE``
+    (tp mode at TP 1, so its measured kernel dispatch): softmax over one router logit is exactly
+    1, so the block is the expert's SwiGLU MLP and the router is not computed.
+
+    Checkpoint names stay HF's (``gate.weight``, ``experts.0.{gate,up,down}_proj.weight``):
+    loading maps them into ``experts.w13_weight`` / ``experts.w2_weight`` through
+    ``SingleExpertMoE.weight_loader`` (as sglang loads them); ``state_dict`` maps them back.
+    """
+
+    def __init__(self, a: ModelArgs) -> None:
+        super().__init__()
+        if a.num_experts != 1:
+            raise ValueError(f"OneExpertMoE needs num_experts=1, got {a.num_experts}")
+        self.gate = nn.Linear(a.hidden_size, 1, bias=False)  # kept for the checkpoint only
+        self.experts = SingleExpertMoE(
+            hidden_size=a.hidden_size,
+            intermediate_size=a.moe_intermediate_size,
+            mode="tp",
+            rank=0,
+            world_size=1,
+        )
+        self.register_load_state_dict_pre_hook(OneExpertMoE._load_hf_names)
+        self.register_state_dict_post_hook(OneExpertMoE._save_hf_names)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [T, D]
+        return self.experts(x)
+
+    @staticmethod
+    def _load_hf_names(module: OneExpertMoE, state: dict, prefix: str, *_: Any) -> None:
+        keys = {name: f"{prefix}experts.0.{name}.weight" for name, _ in _HF_EXPERT}
+        present = [k for k in keys.values() if k in state]
+        if not present:  # native names, or none: load_state_dict reports what is missing
+            return
+        if len(present) < len(keys):
+            raise ValueError(
+                f"checkpoint has {present} but not {sorted(set(keys.values()) - set(present))}: "
+                "an expert needs gate_proj, up_proj and down_proj"
+            )
+        e = module.experts
+        for name, shard in _HF_EXPERT:
+            param = e.w2_weight if shard == "w2" else e.w13_weight
+            e.weight_loader(param, state.pop(keys[name]), keys[name], shard, 0)
+        state[f"{prefix}experts.w13_weight"] = e.w13_weight.detach()
+        state[f"{prefix}experts.w2_weight"] = e.w2_weight.detach()
+
+    @staticmethod
+    def _save_hf_names(module: OneExpertMoE, state: dict, prefix: str, *_: Any) -> None:
+        w13 = state.pop(f"{prefix}experts.w13_weight")
+        w2 = state.pop(f"{prefix}experts.w2_weight")
+        inter = w2.shape[1]  # the inverse of weight_loader at TP 1; clones: no shared storage
+        state[f"{prefix}experts.0.gate_proj.weight"] = w13[:inter].clone()
+        state[f"{prefix}experts.0.up_proj.weight"] = w13[inter:].clone()
+        state[f"{prefix}experts.0.down_proj.weight"] = w2.clone()
 
 
 class SparseMoE(nn.Module):
@@ -220,8 +329,6 @@ class SparseMoE(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [T, D]
-        if len(self.experts) == 1:  # softmax over one logit is exactly 1: the expert alone
-            return self.experts[0](x)
         w = F.softmax(self.gate(x), dim=-1, dtype=torch.float)
         w, idx = torch.topk(w, self.top_k, dim=-1)  # [T, k]
         if self.norm_topk_prob:
@@ -239,12 +346,17 @@ class DecoderLayer(nn.Module):
     def __init__(self, a: ModelArgs, i: int) -> None:
         super().__init__()
         self.self_attn = Attention(a)
-        self.mlp = SparseMoE(a) if a.is_moe_layer(i) else MLP(a.hidden_size, a.intermediate_size)
+        if not a.is_moe_layer(i):
+            self.mlp: nn.Module = MLP(a.hidden_size, a.intermediate_size)
+        elif a.num_experts == 1:
+            self.mlp = OneExpertMoE(a)
+        else:
+            self.mlp = SparseMoE(a)
         self.input_layernorm = RMSNorm(a.hidden_size, a.rms_norm_eps)
         self.post_attention_layernorm = RMSNorm(a.hidden_size, a.rms_norm_eps)
 
-    def forward(self, x, cos, sin, cache: KVCache, start: int, backend: str) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, start, backend)
+    def forward(self, x, rope, cache: KVCache, start: int, backend: str) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), rope, cache, start, backend)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -273,10 +385,23 @@ class Qwen3ForCausalLM(nn.Module):
     def __init__(self, a: ModelArgs) -> None:
         super().__init__()
         self.args = a
+        self.fused_ops = False
         self.model = _Body(a)
         self.lm_head = nn.Linear(a.hidden_size, a.vocab_size, bias=False)
         if a.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
+
+    def set_fused_ops(self, on: bool) -> Qwen3ForCausalLM:
+        """Triton norms / rope / SiLU-and-mul (CUDA tensors) or plain torch; returns self."""
+        if on:
+            import sglang_ext.kernels.activation  # noqa: F401  (a clear ImportError now)
+            import sglang_ext.kernels.norm  # noqa: F401
+            import sglang_ext.kernels.rope  # noqa: F401
+        self.fused_ops = on
+        for mod in self.modules():
+            if isinstance(mod, RMSNorm | Attention | MLP):
+                mod.fused = on
+        return self
 
     def new_cache(self, max_len: int) -> list[KVCache]:
         a, p = self.args, self.lm_head.weight
@@ -297,9 +422,12 @@ class Qwen3ForCausalLM(nn.Module):
     ) -> torch.Tensor:
         """Run ``layers`` on x: [T, D] whose first token is at position ``start``."""
         pos = torch.arange(start, start + x.shape[0], device=x.device)
-        cos, sin = rope_cos_sin(self.args, pos, x.dtype)
+        if self.fused_ops:
+            rope = (torch.arange(x.shape[0], device=x.device), rope_cos_sin_cache(self.args, pos))
+        else:
+            rope = rope_cos_sin(self.args, pos, x.dtype)
         for i in layers:
-            x = self.model.layers[i](x, cos, sin, caches[i], start, backend)
+            x = self.model.layers[i](x, rope, caches[i], start, backend)
         return x
 
     def logits(self, h: torch.Tensor) -> torch.Tensor:
@@ -328,8 +456,11 @@ def load_model(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
     seed: int = 0,
+    fused_ops: bool | None = None,
 ) -> Qwen3ForCausalLM:
-    """Load an HF checkpoint, or build a preset shape with random weights (same on every rank)."""
+    """Load an HF checkpoint, or build a preset shape with random weights (same on every rank).
+
+    ``fused_ops``: the Triton norm / rope / activation kernels (None: on CUDA only)."""
     if (model_path is None) == (dummy_preset is None):
         raise ValueError("give exactly one of --model-path and --dummy-preset")
     if model_path is not None:
@@ -377,7 +508,9 @@ def load_model(
                     p.fill_(1.0)
                 else:
                     p.normal_(0.0, 0.02, generator=g)
-    return model.eval().requires_grad_(False)
+    if fused_ops is None:
+        fused_ops = torch.device(device).type == "cuda"
+    return model.set_fused_ops(fused_ops).eval().requires_grad_(False)
 
 
 def _beyond(key: str, n_layers: int) -> bool:
