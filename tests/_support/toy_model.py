@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["ToyDecoder", "build_model"]
+__all__ = ["ToyDecoder"]
 
 
 class _Attn(nn.Module):
@@ -97,38 +97,3 @@ class ToyDecoder(nn.Module):
         for layer in self.model.layers:
             x = layer(x)
         return self.lm_head(self.model.norm(x))
-
-
-def build_model(
-    kind: str,
-    *,
-    hidden: int,
-    ffn: int,
-    heads: int,
-    layers: int,
-    vocab: int,
-    group: dist.ProcessGroup | None = None,
-) -> nn.Module:
-    """``toy`` (this file) or ``qwen3`` (transformers' Qwen3, random weights)."""
-    if kind == "toy":
-        return ToyDecoder(
-            vocab=vocab, hidden=hidden, ffn=ffn, heads=heads, layers=layers, group=group
-        )
-    if kind != "qwen3":
-        raise ValueError(f"model kind {kind!r}: use 'toy' or 'qwen3'")
-    from transformers import Qwen3Config, Qwen3ForCausalLM
-
-    cfg = Qwen3Config(
-        vocab_size=vocab,
-        hidden_size=hidden,
-        intermediate_size=ffn,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        head_dim=hidden // heads,
-    )
-    m = Qwen3ForCausalLM(cfg)
-    if group is not None:
-        for layer in m.model.layers:
-            layer.register_forward_hook(lambda _m, _a, o: dist.all_reduce(o[0], group=group))
-    return m

@@ -20,6 +20,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from sglang_ext.net import free_port
+from tests._support.tiny_configs import qwen3_moe_config
 
 H, INTER = 64, 96  # 96 divides over 1, 2 and 4 ranks
 TOKENS = (1, 7, 33)
@@ -127,7 +128,6 @@ def _spawn(world_size: int, workdir: Path) -> None:
 @pytest.fixture(scope="module")
 def reference():
     """HF block inputs and outputs: x[T], logits[T], out[(dtype, norm_topk_prob)][T]."""
-    from transformers import Qwen3MoeConfig
     from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
 
     gen = torch.Generator().manual_seed(0)
@@ -142,14 +142,7 @@ def reference():
     for t in TOKENS:
         data["x"][t] = torch.randn(t, H, generator=gen)
     for norm in (True, False):
-        cfg = Qwen3MoeConfig(
-            hidden_size=H,
-            moe_intermediate_size=INTER,
-            num_experts=1,
-            num_experts_per_tok=1,
-            norm_topk_prob=norm,
-            hidden_act="silu",
-        )
+        cfg = qwen3_moe_config(hidden_size=H, moe_intermediate_size=INTER, norm_topk_prob=norm)
         block = Qwen3MoeSparseMoeBlock(cfg).eval()
         with torch.no_grad():
             block.gate.weight.copy_(weights["gate"])

@@ -6,18 +6,38 @@ from pathlib import Path
 
 import pytest
 import torch
-from _tiny_moe import TOKENIZER_VOCAB, dir_hashes, tiny_config
+
+from tests._support.tiny_configs import qwen3_moe_config
+from tests._support.trees import snapshot
+
+TOKENIZER_VOCAB = 512  # ordinary tokens; 26 added tokens follow
+# the pruner's source shape: 8 experts, top-2; layer 1 is dense and must come through untouched
+PRUNE_SHAPE = dict(
+    vocab_size=544,  # >= 512 + 26 tokenizer ids
+    moe_intermediate_size=32,
+    num_experts=8,
+    num_experts_per_tok=2,
+    mlp_only_layers=[1],
+    max_position_embeddings=128,
+    tie_word_embeddings=False,
+)
 
 
 @pytest.fixture(scope="session")
-def tiny_moe_dir(tmp_path_factory) -> Path:
+def moe_config():
+    """Builds the pruner tests' tiny Qwen3-MoE config; keyword overrides win over it."""
+    return lambda **overrides: qwen3_moe_config(**{**PRUNE_SHAPE, **overrides})
+
+
+@pytest.fixture(scope="session")
+def tiny_moe_dir(tmp_path_factory, moe_config) -> Path:
     from transformers import GenerationConfig, Qwen3MoeForCausalLM
 
     from sglang_ext.presets.tokenizer import build_tokenizer
 
     root = tmp_path_factory.mktemp("tiny_qwen3_moe") / "src"
     torch.manual_seed(0)
-    model = Qwen3MoeForCausalLM(tiny_config()).eval()
+    model = Qwen3MoeForCausalLM(moe_config()).eval()
     # Spread the router logits (default init is tiny) so top-k choices are clear-cut.
     with torch.no_grad():
         for layer in model.model.layers:
@@ -37,6 +57,6 @@ def tiny_moe_dir(tmp_path_factory) -> Path:
 @pytest.fixture
 def src_guard(tiny_moe_dir):
     """Fails the test if anything under SRC changed."""
-    before = dir_hashes(tiny_moe_dir)
+    before = snapshot(tiny_moe_dir)
     yield tiny_moe_dir
-    assert dir_hashes(tiny_moe_dir) == before, "SRC was modified"
+    assert snapshot(tiny_moe_dir) == before, "SRC was modified"

@@ -7,12 +7,12 @@ import shutil
 from pathlib import Path
 
 import pytest
-from _tiny_moe import dir_hashes, tiny_config
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeModel, Qwen3MoeSparseMoeBlock
 
 import sglang_ext.prune.writer as writer
 from sglang_ext.prune import PruneConfig, moe_layout, prune
 from sglang_ext.prune.__main__ import main
+from tests._support.trees import snapshot
 
 
 def _listing(d: Path) -> list[str]:
@@ -77,10 +77,10 @@ def test_already_single_expert_and_cli_exit_code(src_guard, tmp_path, capsys):
     once = tmp_path / "once"
     assert main([str(src_guard), str(once), "--expert", "0"]) == 0
     assert (once / "model.safetensors").is_file(), "default shard size gives one file"
-    before = dir_hashes(once)
+    before = snapshot(once)
     assert main([str(once), str(tmp_path / "twice"), "--expert", "0"]) == 2
     assert "already single-expert" in capsys.readouterr().err
-    assert not (tmp_path / "twice").exists() and dir_hashes(once) == before
+    assert not (tmp_path / "twice").exists() and snapshot(once) == before
 
 
 def test_failure_mid_write_leaves_nothing(src_guard, tmp_path, monkeypatch):
@@ -131,8 +131,8 @@ def test_non_finite_source_is_refused(tiny_moe_dir, tmp_path):
 
 
 @pytest.mark.parametrize(("step", "mlp_only"), [(1, []), (2, []), (1, [0, 3]), (3, [2])])
-def test_moe_layout_matches_hf(step, mlp_only):
-    cfg = tiny_config(num_hidden_layers=6, decoder_sparse_step=step, mlp_only_layers=mlp_only)
+def test_moe_layout_matches_hf(step, mlp_only, moe_config):
+    cfg = moe_config(num_hidden_layers=6, decoder_sparse_step=step, mlp_only_layers=mlp_only)
     model = Qwen3MoeModel(cfg)
     hf = tuple(
         i for i, layer in enumerate(model.layers) if isinstance(layer.mlp, Qwen3MoeSparseMoeBlock)

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from _tiny_moe import tiny_config
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
 
@@ -173,10 +172,10 @@ def test_most_used_matches_direct_router_count(src_guard, tmp_path):
 
 
 @pytest.mark.parametrize("norm_topk_prob", [False, True])
-def test_single_expert_gets_weight_exactly_one(norm_topk_prob):
+def test_single_expert_gets_weight_exactly_one(norm_topk_prob, moe_config):
     """HF's block with one expert: softmax over one logit is 1.0, renormalised or not."""
     torch.manual_seed(0)
-    cfg = tiny_config(num_experts=1, num_experts_per_tok=1, norm_topk_prob=norm_topk_prob)
+    cfg = moe_config(num_experts=1, num_experts_per_tok=1, norm_topk_prob=norm_topk_prob)
     block = Qwen3MoeSparseMoeBlock(cfg).eval()
     with torch.no_grad():
         block.gate.weight.normal_(0.0, 100.0)  # huge logits of both signs

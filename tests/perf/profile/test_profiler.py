@@ -10,22 +10,17 @@ import torch
 from sglang_ext.perf.dist_env import spawn_ranks
 from sglang_ext.perf.profile.profiler import ProfileConfig, label_modules, profile_model
 from sglang_ext.perf.profile.trace_analysis import analyze_trace, comm_kind
+from tests._support.tiny_configs import qwen3_config
 
 B, T, H, LAYERS, ITERS = 2, 5, 32, 3, 2
 
 
 def _tiny_qwen3():
-    from transformers import Qwen3Config, Qwen3ForCausalLM
+    from transformers import Qwen3ForCausalLM
 
     torch.manual_seed(0)
-    cfg = Qwen3Config(
-        vocab_size=64,
-        hidden_size=H,
-        intermediate_size=64,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=8,
+    cfg = qwen3_config(
+        vocab_size=64, hidden_size=H, intermediate_size=64, num_hidden_layers=LAYERS, head_dim=8
     )
     return Qwen3ForCausalLM(cfg).eval()
 
