@@ -37,6 +37,19 @@ def test_bench_refuses_bad_config():
         StandinBenchConfig(ops=["rmsnorm", "flash"])
     with pytest.raises(ValueError, match="no preset shape"):
         StandinBenchConfig(hidden=[1000])
+    with pytest.raises(ValueError, match="torch included"):
+        StandinBenchConfig(impls=["triton", "flashinfer"])
+    with pytest.raises(ValueError, match="float16/bfloat16 only"):
+        StandinBenchConfig(impls=["torch", "flashinfer"], dtype="float32")
+
+
+def test_bench_with_flashinfer_absent_stops_before_timing(monkeypatch):
+    from sglang_ext.compat import bench, flashinfer_jit
+
+    monkeypatch.setattr(flashinfer_jit, "_load", lambda: (None, "flashinfer is not installed"))
+    monkeypatch.setattr(bench, "copy_gbps", lambda: pytest.fail("timed without flashinfer"))
+    with pytest.raises(RuntimeError, match="flashinfer is not installed"):
+        bench.run(StandinBenchConfig(impls=["torch", "flashinfer"]), lambda c, m: None)
 
 
 def test_bench_cli_without_gpu_says_so():

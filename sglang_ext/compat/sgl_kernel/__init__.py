@@ -9,8 +9,11 @@ The ops sglang 0.4.7 reaches on the Qwen3 / Qwen3-MoE serving path on CUDA (read
 source: ``layers/layernorm.py``, ``rotary_embedding.py``, ``activation.py``, ``moe/topk.py``,
 ``moe/fused_moe_triton/fused_moe.py``, ``sampler.py``, ``models/qwen3_moe.py``,
 ``mem_cache/memory_pool.py``), each a Triton kernel in ``sglang_ext.kernels`` on CUDA
-tensors beside its plain-torch reference (used off CUDA and as the fallback;
-``SGLANG_EXT_STANDIN_IMPL=auto|triton|torch``, see ``_impl``):
+tensors beside its plain-torch reference (used off CUDA and as the fallback), and for the
+norms, gated activations and rope flashinfer's kernel where flashinfer is installed
+(``SGLANG_EXT_STANDIN_IMPL=auto|flashinfer|triton|torch``, see ``_impl``;
+``SGLANG_EXT_FLASHINFER_CACHE`` keeps its JIT builds in a folder, see
+``sglang_ext.compat.flashinfer_jit``):
 
 =========================================  ==============================================  ================
 op (sgl_kernel 0.1.7 convention)           sglang 0.4.7 call site                           kernel / ref
@@ -76,6 +79,10 @@ fail for one importer only, so each probe is met where the op is used):
 
 from __future__ import annotations
 
+import os as _os
+
+from sglang_ext.compat import flashinfer_jit as _flashinfer_jit
+
 from . import allreduce, flash_attn  # noqa: F401  (sglang reads sgl_kernel.allreduce)
 from ._missing import missing_module_getattr
 from .elementwise import (
@@ -106,6 +113,10 @@ __all__ = [
     "moe_align_block_size",
 ]
 IMPLEMENTED: tuple[str, ...] = tuple(__all__)  # the ops this stand-in really computes
+
+if _os.environ.get(_flashinfer_jit.CACHE_ENV):
+    # point this process's flashinfer (sglang's attention and sampling too) at the cache now
+    _flashinfer_jit.available()
 
 # Any other public name: a placeholder that raises NotImplementedError when called.
 __getattr__ = missing_module_getattr("")

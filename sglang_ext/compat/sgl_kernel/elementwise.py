@@ -1,10 +1,10 @@
 """sgl_kernel 0.1.7's norm, gated-activation and rotary ops, as sglang 0.4.7 calls them.
 
 Each function keeps sgl_kernel's calling convention (argument order, ``out=``, in-place
-updates), checks its arguments, and runs the Triton kernel from ``sglang_ext.kernels``
-(``norm``, ``activation``, ``rope``) on CUDA tensors or its plain-torch reference
-(``*_ref``) elsewhere (``_impl.use_triton``).  Both compute in float32 and round once to the
-tensor's dtype, as the flashinfer-derived CUDA kernels do.  Call sites:
+updates), checks its arguments, and runs, as ``_impl.provider`` picks: flashinfer's kernel
+(``sglang_ext.compat.flashinfer_ops``, where it takes the call), the Triton kernel from
+``sglang_ext.kernels`` (``norm``, ``activation``, ``rope``), or its plain-torch reference
+(``*_ref``).  All compute in float32 and round once to the tensor's dtype.  Call sites:
 ``layers/layernorm.py`` (norms, the q/k norms of ``models/qwen3_moe.py``),
 ``layers/activation.py`` and ``moe/fused_moe_triton/fused_moe.py`` (``*_and_mul``),
 ``layers/rotary_embedding.py`` (rope).
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ._impl import use_triton
+from ._impl import provider
 
 __all__ = [
     "rmsnorm",
@@ -40,7 +40,13 @@ def _norm(op: str, x, weight, eps, out, gemma: bool) -> torch.Tensor:
     _check_norm_args(op, x, weight)
     if out is not None and out.shape != x.shape:
         raise ValueError(f"sgl_kernel.{op}: out {tuple(out.shape)} != input {tuple(x.shape)}")
-    if use_triton(x):
+    p = provider(x)
+    if p == "flashinfer":
+        from sglang_ext.compat import flashinfer_ops as fi
+
+        if fi.norm_ok(x, weight, out):
+            return fi.rmsnorm(x, weight, eps, out, gemma)
+    if p != "torch":
         from sglang_ext.kernels.norm import rmsnorm as impl
     else:
         from sglang_ext.kernels.norm_ref import rmsnorm_ref as impl
@@ -53,7 +59,13 @@ def _fused_add(op: str, x, residual, weight, eps, gemma: bool) -> None:
         raise ValueError(
             f"sgl_kernel.{op}: residual {tuple(residual.shape)} != input {tuple(x.shape)}"
         )
-    if use_triton(x):
+    p = provider(x)
+    if p == "flashinfer":
+        from sglang_ext.compat import flashinfer_ops as fi
+
+        if fi.norm_ok(x, weight, residual):
+            return fi.fused_add_rmsnorm(x, residual, weight, eps, gemma)
+    if p != "torch":
         from sglang_ext.kernels.norm import fused_add_rmsnorm as impl
     else:
         from sglang_ext.kernels.norm_ref import fused_add_rmsnorm_ref as impl
@@ -118,7 +130,13 @@ def _gated(op: str, input: torch.Tensor, out: torch.Tensor | None, act: str) -> 
         out = torch.empty(shape, dtype=input.dtype, device=input.device)
     elif out.shape != shape:
         raise ValueError(f"sgl_kernel.{op}: out must have shape {tuple(shape)}, got {out.shape}")
-    if use_triton(input):
+    p = provider(input)
+    if p == "flashinfer":
+        from sglang_ext.compat import flashinfer_ops as fi
+
+        if fi.gated_ok(input, out):
+            return fi.gated_act(input, out, act)
+    if p != "torch":
         from sglang_ext.kernels.activation import gated_act as impl
     else:
         from sglang_ext.kernels.activation_ref import gated_act_ref as impl
@@ -166,7 +184,13 @@ def apply_rope_with_cos_sin_cache_inplace(
     for name, t in (("query", query), ("key", key)):
         if t is not None and t.shape[-1] % head_size and t.dim() == 2:
             raise ValueError(f"{op}: {name} width {t.shape[-1]} is not a multiple of {head_size}")
-    if use_triton(query):
+    p = provider(query)
+    if p == "flashinfer":
+        from sglang_ext.compat import flashinfer_ops as fi
+
+        if fi.rope_ok(positions, query, key, head_size, cos_sin_cache):
+            return fi.apply_rope_inplace(positions, query, key, head_size, cos_sin_cache, is_neox)
+    if p != "torch":
         from sglang_ext.kernels.rope import apply_rope_inplace as impl
     else:
         from sglang_ext.kernels.rope_ref import rope_ref as impl
