@@ -158,9 +158,18 @@ def _load_kernel(impl: str, device: str) -> KernelFn | None:
 
 
 def _torch_mlp(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """Two cuBLAS GEMMs around the activation; on CUDA the activation is one Triton kernel
+    (``kernels.activation``, as sgl_kernel's ``silu_and_mul``), elsewhere plain torch."""
     gate_up = F.linear(x, w13)  # [M, 2*I]
-    gate, up = gate_up.split(w2.shape[1], dim=-1)
-    return F.linear(F.silu(gate) * up, w2)  # [M, H]
+    inter = w2.shape[1]
+    if gate_up.is_cuda:
+        from sglang_ext.kernels.activation import gated_act
+
+        h = gated_act(gate_up, gate_up.new_empty(*gate_up.shape[:-1], inter))
+    else:
+        gate, up = gate_up.split(inter, dim=-1)
+        h = F.silu(gate) * up
+    return F.linear(h, w2)  # [M, H]
 
 
 def swiglu_mlp(
