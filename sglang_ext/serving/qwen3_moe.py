@@ -23,7 +23,7 @@ from torch import nn
 from sglang_ext.serving.config import SingleExpertConfig, rank_config
 from sglang_ext.serving.layout import moe_ep_size
 
-__all__ = ["build_single_expert_moe", "check_server_args", "make_experts"]
+__all__ = ["build_single_expert_moe", "check_server_args", "make_experts", "one_expert_gate"]
 
 logger = logging.getLogger(__name__)
 
@@ -108,3 +108,28 @@ def make_experts(model_config: Any, layer_id: int) -> nn.Module | None:
         tp_group=parallel_state.get_tp_group(),
         ep_group=parallel_state.get_moe_ep_group() if config.mode == "dp" else None,
     )
+
+
+class OneExpertGate(nn.Module):
+    """The router of a one-expert block. Softmax over one logit is exactly 1, so the routing
+    weight needs no logits: ``forward`` computes nothing and returns ``(None, None)`` (what
+    ``SingleExpertMoE`` accepts as ``router_logits``). It keeps the original gate's weight
+    Parameter, with its ``weight_loader``, so the checkpoint's ``mlp.gate.weight`` loads (and
+    is checked for shape) exactly as before."""
+
+    def __init__(self, gate: nn.Module) -> None:
+        super().__init__()
+        self.weight = gate.weight
+
+    def forward(self, hidden_states: Any) -> tuple[None, None]:
+        return None, None
+
+
+def one_expert_gate(gate: nn.Module) -> nn.Module:
+    """Patch 0010 swaps a one-expert block's gate for this (see :class:`OneExpertGate`)."""
+    if gate.weight.shape[0] != 1:
+        raise ValueError(
+            f"one_expert_gate: the gate has {gate.weight.shape[0]} outputs, expected 1 "
+            "(only a one-expert block's router can be skipped)"
+        )
+    return OneExpertGate(gate)
