@@ -17,6 +17,12 @@ TOKEN_DELAY = 0.002
 PREFILL = 0.01
 
 
+def _run(url: str, **load):
+    """One load run, quiet (no progress bar, no GPU memory sampling, no warm-up unless asked)."""
+    cfg = dict(disable_progress=True, sample_gpu_memory=False, warmup_requests=0)
+    return run_load_sync(LoadConfig(base_url=url, **{**cfg, **load}))
+
+
 @pytest.fixture(scope="module")
 def server():
     srv = FakeServer(FakeServerConfig(token_delay_s=TOKEN_DELAY, prefill_delay_s=PREFILL))
@@ -28,8 +34,8 @@ def server():
 def test_num_prompts_streaming(server, backend):
     srv, url = server
     before = srv.stats.requests
-    cfg = LoadConfig(
-        base_url=url,
+    res = _run(
+        url,
         backend=backend,
         num_prompts=24,
         qps=40.0,
@@ -37,11 +43,8 @@ def test_num_prompts_streaming(server, backend):
         output_length=6,
         vocab_size=50,
         max_concurrency=8,
-        disable_progress=True,
         warmup_requests=1,
-        sample_gpu_memory=False,
     )
-    res = run_load_sync(cfg)
     assert srv.stats.requests - before == 25  # warm-up + 24
     assert len(res.outputs) == 24 and res.prompt_lens == [7] * 24
     for o in res.outputs:
@@ -76,19 +79,15 @@ def test_num_prompts_streaming(server, backend):
 
 def test_duration_mode_and_concurrency_cap(server):
     _, url = server
-    cfg = LoadConfig(
-        base_url=url,
+    res = _run(
+        url,
         duration_s=1.0,
         qps=math.inf,
         max_concurrency=2,
         sequence_length=4,
         output_length=4,
         vocab_size=50,
-        disable_progress=True,
-        warmup_requests=0,
-        sample_gpu_memory=False,
     )
-    res = run_load_sync(cfg)
     # duration mode stops issuing at 1 s whatever the machine's speed (no wall-clock bound
     # on the whole run: in-flight requests finish after that, slower on busy cores)
     assert res.sent_s and max(res.sent_s) < 1.0
@@ -100,17 +99,7 @@ def test_duration_mode_and_concurrency_cap(server):
 
 def test_failures_are_counted_with_errors():
     with FakeServer(FakeServerConfig(fail_every=3)) as url:
-        cfg = LoadConfig(
-            base_url=url,
-            num_prompts=9,
-            sequence_length=3,
-            output_length=2,
-            vocab_size=20,
-            disable_progress=True,
-            warmup_requests=0,
-            sample_gpu_memory=False,
-        )
-        res = run_load_sync(cfg)
+        res = _run(url, num_prompts=9, sequence_length=3, output_length=2, vocab_size=20)
     m = serving_metrics(res.prompt_lens, res.outputs, res.duration_s)
     assert m["failed_requests"] == 3 and m["completed"] == 6
     assert m["errors"] == {"fake failure": 3}
@@ -191,16 +180,7 @@ def test_vocabulary_comes_from_the_server(tmp_path):
     path = _word_tokenizer(tmp_path / "model")
     srv = _ModelInfoServer(path)
     with srv as url:
-        cfg = LoadConfig(
-            base_url=url,
-            num_prompts=6,
-            sequence_length=50,
-            output_length=2,
-            disable_progress=True,
-            warmup_requests=0,
-            sample_gpu_memory=False,
-        )
-        res = run_load_sync(cfg)
+        res = _run(url, num_prompts=6, sequence_length=50, output_length=2)
     assert res.tokenizer_path == path and all(o.success for o in res.outputs)
     ids = [i for p in srv.stats.payloads for i in p["input_ids"]]
     assert len(ids) == 300 and set(ids) <= set(range(200)), "ids outside the words (or [UNK])"

@@ -283,13 +283,22 @@ def test_bind_error_in_the_log_restarts_on_another_port(tmp_path):
     assert time.monotonic() - t0 < 30
 
 
+def _start_fails(script: str, error: type[Exception], match: str, within_s: float):
+    """Starts ``script`` as a server on a free port: the start must raise ``error`` matching
+    ``match`` within ``within_s`` (far below the 60 s ready timeout, so the check, not the
+    timeout, ended it). Returns the ServerProcess."""
+    t0 = time.monotonic()
+    srv = ServerProcess(_py(script), f"http://127.0.0.1:{pick_port()}", ready_timeout_s=60)
+    with pytest.raises(error, match=match):
+        srv.start()
+    assert time.monotonic() - t0 < within_s
+    return srv
+
+
 def test_bind_error_with_a_fixed_port_is_not_retried():
     script = "import time; print('[Errno 98] address already in use', flush=True); time.sleep(600)"
-    srv = ServerProcess(_py(script), f"http://127.0.0.1:{pick_port()}", ready_timeout_s=60)
-    t0 = time.monotonic()
-    with pytest.raises(ServerBindError, match="could not bind port"):
-        srv.start()
-    assert len(srv.ports_tried) == 1 and time.monotonic() - t0 < 10 and srv.proc is None
+    srv = _start_fails(script, ServerBindError, "could not bind port", within_s=10)
+    assert len(srv.ports_tried) == 1 and srv.proc is None
 
 
 def test_traceback_in_the_log_fails_at_once():
@@ -301,11 +310,7 @@ def test_traceback_in_the_log_fails_at_once():
             traceback.print_exc()
         time.sleep(600)
     """
-    t0 = time.monotonic()
-    srv = ServerProcess(_py(script), f"http://127.0.0.1:{pick_port()}", ready_timeout_s=60)
-    with pytest.raises(ServerStartError, match="(?s)traceback while starting.*boom in the loader"):
-        srv.start()
-    assert time.monotonic() - t0 < 10
+    _start_fails(script, ServerStartError, "(?s)traceback while starting.*boom in the loader", 10)
 
 
 def test_dead_child_fails_at_once_naming_it():
@@ -316,11 +321,7 @@ def test_dead_child_fails_at_once_naming_it():
             " time.sleep(1.5)"])
         time.sleep(600)
     """
-    t0 = time.monotonic()
-    srv = ServerProcess(_py(script), f"http://127.0.0.1:{pick_port()}", ready_timeout_s=60)
-    with pytest.raises(ServerStartError, match="child process sglang::scheduler_TP0 .* died"):
-        srv.start()
-    assert time.monotonic() - t0 < 15
+    _start_fails(script, ServerStartError, "child process sglang::scheduler_TP0 .* died", 15)
 
 
 def test_short_lived_fork_of_a_watched_child_is_not_its_death():
