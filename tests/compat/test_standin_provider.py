@@ -5,6 +5,12 @@ The selection table is the documented rule, written out case by case; the error 
 through a real stand-in op.
 """
 
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -14,6 +20,8 @@ import sglang_ext.compat.sgl_kernel as sk
 from sglang_ext.compat import flashinfer_jit, flashinfer_ops
 from sglang_ext.compat.sgl_kernel import _impl
 
+HERE = Path(__file__).parent
+ROOT = HERE.parents[1]
 CUDA, CPU = SimpleNamespace(is_cuda=True), SimpleNamespace(is_cuda=False)  # provider reads is_cuda
 
 # (switch, flashinfer imports, tensor) -> provider, from the _impl docstring
@@ -140,3 +148,35 @@ def test_cli_without_flashinfer_says_how_to_get_it(monkeypatch, capsys):
     _fake_flashinfer(monkeypatch, False)
     assert flashinfer_jit.main(["--build"]) == 2
     assert "flashinfer_python-0.2.6.post1.tar.gz" in capsys.readouterr().err
+
+
+SDIST = ROOT / ".whl" / "sdist" / "flashinfer_python-0.2.6.post1.tar.gz"
+
+
+@pytest.fixture(scope="module")
+def flashinfer_src(tmp_path_factory):
+    if not SDIST.exists():
+        pytest.skip(f"{SDIST} absent (../shared/tools/device-wheels.sh .whl --flashinfer)")
+    dst = tmp_path_factory.mktemp("fi")
+    with tarfile.open(SDIST) as tf:
+        tf.extractall(dst, filter="data")
+    return next(dst.iterdir())  # flashinfer_python-0.2.6.post1/ (the package and egg-info)
+
+
+@pytest.mark.parametrize("order", ["late", "early"])
+def test_real_flashinfer_builds_into_and_loads_from_the_cache(order, flashinfer_src, tmp_path):
+    env = {**os.environ, "SGLANG_EXT_FLASHINFER_CACHE": str(tmp_path / "c"),
+           "TORCH_CUDA_ARCH_LIST": "9.0", "PYTHONDONTWRITEBYTECODE": "1",
+           "HOME": str(tmp_path / "home"),  # flashinfer's default workspace, kept out of ~
+           "PYTHONPATH": os.pathsep.join([str(flashinfer_src), str(ROOT)])}  # fmt: skip
+    env.pop("FLASHINFER_WORKSPACE_BASE", None)
+    proc = subprocess.run([sys.executable, str(HERE / "_flashinfer_cache_worker.py"), order],
+                          env=env, capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    key = f"flashinfer-0.2.6.post1_torch-{torch.__version__}".replace("+", "_")
+    ws = (tmp_path / "c" / key / ".cache" / "flashinfer" / "90").resolve()
+    assert res["norm_ninja"] == str(ws / "cached_ops" / "norm" / "build.ninja"), res
+    assert res["silu_source"] == str(ws / "generated" / "silu_and_mul.cu"), res
+    assert not res["prebuilt_before"] and res["prebuilt_after"], res
+    assert res["loads"] == str(ws / "cached_ops" / "norm" / "norm.so"), res
