@@ -10,11 +10,11 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from transformers.models.qwen3_moe.configuration_qwen3_moe import Qwen3MoeConfig
 from transformers.models.qwen3_moe.modeling_qwen3_moe import Qwen3MoeSparseMoeBlock
 
 from sglang_ext.serving.config import SingleExpertConfig
 from sglang_ext.serving.qwen3_moe import build_single_expert_moe, one_expert_gate
+from tests._support.tiny_configs import qwen3_moe_config
 
 H, INTER, T = 16, 24, 9
 
@@ -26,13 +26,9 @@ def _group():
 @pytest.mark.parametrize("norm_topk_prob", [False, True])
 def test_block_without_router_matches_hf(norm_topk_prob):
     torch.manual_seed(0)
-    cfg = Qwen3MoeConfig(
-        hidden_size=H,
-        moe_intermediate_size=INTER,
-        num_experts=1,
-        num_experts_per_tok=1,
-        norm_topk_prob=norm_topk_prob,
-    )
+    cfg = qwen3_moe_config(
+        hidden_size=H, moe_intermediate_size=INTER, norm_topk_prob=norm_topk_prob
+    )  # one expert, top-1
     hf = Qwen3MoeSparseMoeBlock(cfg).double()
     for p in hf.parameters():
         torch.nn.init.normal_(p, std=0.3)  # a gate weight far from zero: logits matter in HF
