@@ -1,4 +1,4 @@
-"""Cases for the stand-in's Triton kernels (norm, rope, activation, topk) vs float64.
+"""Cases for the stand-in's Triton kernels (norm, rope, q/k norm + rope, activation, topk) vs float64.
 
 Each case builds its inputs on ``device`` in ``dtype``, fills every output with NaN (or
 garbage ids) first, runs the kernel and raises AssertionError on any mismatch with a float64
@@ -155,6 +155,31 @@ def rope_case(dev, dtype, t: int, head_dim: int, rot: int, neox: bool, three_d: 
     assert torch.equal(v, v0), "rope touched the value slice of qkv"
 
 
+def qk_norm_rope_case(dev, dtype, t: int, head_dim: int, three_d: bool):
+    """Qwen3's q/k head norm then neox rope, fused, on the q/k slices of a qkv buffer."""
+    from sglang_ext.kernels.qk_norm_rope import qk_norm_rope
+
+    hq, hk, max_pos, eps = 4, 2, 512, 1e-6
+    g = _gen("qknormrope", t, head_dim, three_d)
+    qkv = (torch.randn(t, (hq + 2 * hk) * head_dim, generator=g) * 3).to(dtype).to(dev)
+    q, k, v = qkv.split([hq * head_dim, hk * head_dim, hk * head_dim], dim=-1)
+    if three_d:
+        q, k = q.unflatten(-1, (hq, head_dim)), k.unflatten(-1, (hk, head_dim))
+    qw = (torch.rand(head_dim, generator=g) + 0.5).to(dtype).to(dev)
+    kw = (torch.rand(head_dim, generator=g) + 0.5).to(dtype).to(dev)
+    pos = torch.randint(0, max_pos, (t,), generator=g).to(dev)
+    cache = rope_cache(max_pos, head_dim).to(dev)
+    q0 = q.reshape(t, hq, head_dim).clone()
+    k0 = k.reshape(t, hk, head_dim).clone()
+    v0 = v.clone()
+    assert qk_norm_rope(pos, q, k, qw, kw, eps, head_dim, cache) is None
+    want_q = rope64(rms64(q0, qw, eps, False), pos, cache, True)
+    want_k = rope64(rms64(k0, kw, eps, False), pos, cache, True)
+    _close(q.reshape(t, hq, head_dim), want_q, dtype, "query")
+    _close(k.reshape(t, hk, head_dim), want_k, dtype, "key")
+    assert torch.equal(v, v0), "qk_norm_rope touched the value slice of qkv"
+
+
 def topk_case(dev, dtype, m: int, e: int, k: int):
     from sglang_ext.kernels.topk import topk_softmax
 
@@ -218,6 +243,10 @@ def cases(dtypes: tuple[torch.dtype, ...], full: bool) -> dict[str, Callable]:
             rot = hd // 2 if half_rot else hd
             out[f"rope-{n}-t{t}-hd{hd}-rot{rot}-neox{int(neox)}-3d{int(three_d)}"] = (
                 lambda dev, a=(dt, t, hd, rot, neox, three_d): rope_case(dev, *a)
+            )
+        for t, hd, tdim in [(tk, 128, False) for tk in toks] + [(7, 64, True), (7, 32, False)]:
+            out[f"qknormrope-{n}-t{t}-hd{hd}-3d{int(tdim)}"] = lambda dev, a=(dt, t, hd, tdim): (
+                qk_norm_rope_case(dev, *a)
             )
     for m, e, k in [(1, 1, 1), (1, 8, 2), (7, 60, 4), (33, 128, 8)] + (
         [(4096, 128, 8), (257, 512, 8)] if full else []
