@@ -76,10 +76,10 @@ EXCLUDED = {
     "python -m sglang_ext.launch_server": "serves until stopped; tested in tests/e2e",
     "python bench/serve_load.py --base-url http://127.0.0.1:30000 --qps 8 --num-prompts 64 "
     "--sequence-length 512 --output-length 64": "needs a server on :30000; the same flags run "
-    "against the fake server in tests/perf/test_loadgen.py",
+    "against the fake server in tests/perf/serving/test_loadgen.py",
     'python bench/compare_ep_tp.py --server-args "--tp-size 2" --configs "dp:--single-expert-'
     'mode dp" "tp:--single-expert-mode tp" --qps 2 8 inf': "launches two TP-2 servers and "
-    "loads each at three rates: minutes on CPU; tested in tests/perf/test_compare.py",
+    "loads each at three rates: minutes on CPU; tested in tests/perf/serving/test_compare.py",
     "python bench/bw_device.py": "sweeps copies up to 1 GiB: over a minute on CPU",
     "torchrun --nproc-per-node 8 bench/bw_collectives.py": "8 ranks, sizes up to 1 GiB",
     "python -m sglang_ext.profile --tp-size 2 --single-expert-mode tp --phase prefill": "two "

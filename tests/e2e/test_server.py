@@ -126,7 +126,7 @@ def test_shared_tp1_server_shuts_down_on_sigterm(server_tp1):
 @pytest.mark.parametrize(
     "tp,mode,impl,extra",
     # dp at TP 2 with sglang_ext's own flags is checked against HF by
-    # tests/perf/test_compare.py (which starts that server anyway); here it is started
+    # tests/perf/serving/test_compare.py (which starts that server anyway); here it is started
     # with the original fork's EP flags
     [
         (2, None, "transformers", []),
