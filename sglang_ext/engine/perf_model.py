@@ -10,6 +10,9 @@ Model, for a prompt of P tokens in K = ceil(P / chunk) chunks over N stages:
   steps of ``t_c`` (see ``pipeline.schedule``), plus ``N - 1`` activation hops
   ``alpha + chunk * D * bytes / bw`` on the critical path;
 * bubble fraction of a stage: idle over makespan, ``(N - 1) / (K + N - 1)`` for equal chunks;
+* ``stage_chunk_s`` (measured compute of every chunk on every stage, e.g. from a run's rank
+  records) replaces the split of ``T1``: the same flow shop, hops and bubble on those times, so
+  the schedule, bubble and comm terms can be checked against the run that gave them;
 * KV sync: each rank receives ``(N - 1) / N`` of the KV (``P * L * 2 * Hkv * d * bytes``) in
   ``N - 1`` steps, ``(N - 1) * alpha + (N - 1) / N * kv / bw`` for both strategies (a ring
   all_gather moves the same volume); it cannot finish before the last stage's KV is final,
@@ -25,7 +28,7 @@ from typing import Any
 
 from sglang_ext.engine.pipeline import (
     chunk_cost,
-    pipeline_makespan,
+    flow_shop_makespan,
     split_chunks,
     split_chunks_balanced,
 )
@@ -87,6 +90,9 @@ class PrefillModelInputs:
     """attention cost of one (query, key) pair over one token's linear cost (0: ignore)"""
     chunk_schedule: str = "fixed"
     """``fixed`` chunks of ``chunk_size`` or ``balanced`` (equal cost, as many chunks)"""
+    stage_chunk_s: list[list[float]] | None = None
+    """measured compute of chunk k on stage s (``[n_stages][n_chunks]``); given, it replaces
+    the split of ``t1_compute_s`` (which is then their sum)"""
 
     def __post_init__(self) -> None:
         if min(self.prompt_len, self.chunk_size, self.n_stages, self.n_layers) < 1:
@@ -103,17 +109,28 @@ def predict_prefill(m: PrefillModelInputs) -> dict[str, float]:
         bounds = split_chunks(m.prompt_len, m.chunk_size)
     else:
         raise ValueError(f"chunk_schedule {m.chunk_schedule!r}: choose fixed or balanced")
-    cost = [chunk_cost(a, b, m.attn_ratio) for a, b in bounds]
-    total = sum(cost)
-    t_k = [m.t1_compute_s / N * c / total for c in cost]  # one chunk on one stage
-    t_c = max(t_k)
-    compute_s = pipeline_makespan(t_k, N)
+    if m.stage_chunk_s is None:
+        cost = [chunk_cost(a, b, m.attn_ratio) for a, b in bounds]
+        total = sum(cost)
+        t_k = [m.t1_compute_s / N * c / total for c in cost]  # one chunk on one stage
+        times = [t_k] * N
+        t1 = m.t1_compute_s
+    else:
+        times = m.stage_chunk_s
+        if len(times) != N or any(len(row) != len(bounds) for row in times):
+            raise ValueError(
+                f"stage_chunk_s must be [{N} stages][{len(bounds)} chunks], got "
+                f"{[len(row) for row in times]}"
+            )
+        t1 = sum(map(sum, times))
+    t_c = max(map(max, times))
+    compute_s = flow_shop_makespan(times, 0.0)
     hop_s = (
         m.latency_s
         + min(m.chunk_size, m.prompt_len) * m.hidden_size * m.act_bytes / m.bw_bytes_per_s
     )
-    act_comm_s = pipeline_makespan(t_k, N, hop_s) - compute_s
-    bubble_s = max(0.0, compute_s - m.t1_compute_s / N)  # idle time of each stage (rounding: >= 0)
+    act_comm_s = flow_shop_makespan(times, hop_s) - compute_s
+    bubble_s = max(0.0, compute_s - t1 / N)  # mean idle time of a stage (rounding: >= 0)
     kv_total = m.prompt_len * m.n_layers * m.kv_bytes_per_token_layer
     sync_s = (N - 1) * m.latency_s + (N - 1) / N * kv_total / m.bw_bytes_per_s if N > 1 else 0.0
     prefill_s = compute_s + act_comm_s
@@ -129,8 +146,8 @@ def predict_prefill(m: PrefillModelInputs) -> dict[str, float]:
         "kv_sync_bytes_recv_per_rank": (N - 1) / N * kv_total,
         "prefill_s": prefill_s,
         "prefill_plus_sync_s": total_s,
-        "speedup": m.t1_compute_s / total_s if total_s > 0 else float("nan"),
-        "efficiency": m.t1_compute_s / total_s / N if total_s > 0 else float("nan"),
+        "speedup": t1 / total_s if total_s > 0 else float("nan"),
+        "efficiency": t1 / total_s / N if total_s > 0 else float("nan"),
     }
 
 

@@ -17,6 +17,7 @@ import math
 __all__ = [
     "CHUNK_SCHEDULES",
     "chunk_cost",
+    "flow_shop_makespan",
     "pipeline_makespan",
     "schedule",
     "split_chunks",
@@ -100,11 +101,19 @@ def pipeline_makespan(chunk_stage_s: list[float], n_stages: int, hop_s: float = 
     """End of the last chunk on the last stage when chunk k costs ``chunk_stage_s[k]`` on every
     stage (a flow shop: stage s starts chunk k once it has finished chunk k-1 and stage s-1
     has finished chunk k and sent it, ``hop_s`` later)."""
-    done = [0.0] * n_stages  # done[s]: when stage s finished its latest chunk
-    for t in chunk_stage_s:
-        for s in range(n_stages):
+    return flow_shop_makespan([list(chunk_stage_s)] * n_stages, hop_s)
+
+
+def flow_shop_makespan(stage_chunk_s: list[list[float]], hop_s: float = 0.0) -> float:
+    """:func:`pipeline_makespan` with its own cost per stage: ``stage_chunk_s[s][k]`` is chunk
+    k on stage s (e.g. measured in a run)."""
+    if not stage_chunk_s or len({len(row) for row in stage_chunk_s}) != 1:
+        raise ValueError("stage_chunk_s needs one row per stage, all with the same chunk count")
+    done = [0.0] * len(stage_chunk_s)  # done[s]: when stage s finished its latest chunk
+    for k in range(len(stage_chunk_s[0])):
+        for s, row in enumerate(stage_chunk_s):
             ready = done[s - 1] + hop_s if s else 0.0
-            done[s] = max(done[s], ready) + t
+            done[s] = max(done[s], ready) + row[k]
     return done[-1]
 
 

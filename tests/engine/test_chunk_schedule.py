@@ -7,6 +7,7 @@ import pytest
 from sglang_ext.engine.perf_model import PrefillModelInputs, fit_attn_ratio, predict_prefill
 from sglang_ext.engine.pipeline import (
     chunk_cost,
+    flow_shop_makespan,
     pipeline_makespan,
     split_chunks,
     split_chunks_balanced,
@@ -44,6 +45,50 @@ def test_flow_shop_makespan_hand_cases():
     assert pipeline_makespan([1.0, 3.0], 2) == 7.0
     # a hop of 0.5 between stages on the critical path
     assert pipeline_makespan([1.0, 1.0], 2, 0.5) == 3.5
+
+
+def test_flow_shop_with_own_times_per_stage():
+    # stage 0 takes 1 a chunk, stage 1 takes 2: stage 1 runs 1..3, 3..5 (never waits again)
+    assert flow_shop_makespan([[1.0, 1.0], [2.0, 2.0]]) == 5.0
+    # the slow stage first: stage 1 waits for each chunk: 2..3, 4..5
+    assert flow_shop_makespan([[2.0, 2.0], [1.0, 1.0]]) == 5.0
+    # hop 0.5 on every wait: 2.5..3.5, 4.5..5.5
+    assert flow_shop_makespan([[2.0, 2.0], [1.0, 1.0]], 0.5) == 5.5
+    with pytest.raises(ValueError, match="same chunk count"):
+        flow_shop_makespan([[1.0], [1.0, 2.0]])
+
+
+def test_model_on_measured_stage_times():
+    m = predict_prefill(
+        PrefillModelInputs(
+            t1_compute_s=0.0,
+            prompt_len=4,
+            chunk_size=2,
+            n_stages=2,
+            n_layers=2,
+            hidden_size=1,
+            kv_bytes_per_token_layer=1,
+            bw_bytes_per_s=1e30,
+            latency_s=0.0,
+            stage_chunk_s=[[1.0, 1.0], [2.0, 2.0]],
+        )
+    )
+    # makespan 5; the stages are busy 2 and 4 (mean 3): mean idle 2, bubble 2/5
+    assert m["pipeline_compute_s"] == 5.0 and m["bubble_s"] == 2.0 and m["bubble_frac"] == 0.4
+    assert m["speedup"] == pytest.approx(6.0 / 5.0)
+    with pytest.raises(ValueError, match=r"\[2 stages\]\[2 chunks\]"):
+        predict_prefill(
+            PrefillModelInputs(
+                t1_compute_s=0.0,
+                prompt_len=4,
+                chunk_size=2,
+                n_stages=2,
+                n_layers=2,
+                hidden_size=1,
+                kv_bytes_per_token_layer=1,
+                stage_chunk_s=[[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]],
+            )
+        )
 
 
 def test_model_balanced_beats_fixed_when_attention_matters():
