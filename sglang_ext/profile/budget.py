@@ -69,6 +69,18 @@ class BudgetArgs:
             raise ValueError(f"--batch-sizes must be positive, got {self.batch_sizes}")
 
 
+def _standin_impl() -> str | None:
+    """Which implementation the sgl_kernel stand-in's ops run on CUDA (None: real sgl_kernel)."""
+    from sglang_ext import compat
+
+    if not compat.need_standin():
+        return None
+    from sglang_ext.compat.sgl_kernel import _impl
+
+    req = _impl.requested()
+    return _impl.auto_cuda_provider() if req == "auto" else req
+
+
 def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: str) -> None:
     """One preset on GPU ``rank`` (TP 1): every batch size, results to ``out`` (JSON)."""
     import torch
@@ -104,6 +116,8 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
         "sampling_backend": sa.sampling_backend,
         "cuda_graph_max_bs": sa.cuda_graph_max_bs,
         "disable_cuda_graph": sa.disable_cuda_graph,
+        "enable_torch_compile": sa.enable_torch_compile,
+        "standin_impl": _standin_impl(),
         "rows": [],
     }
     steps = bargs.output_len - 1
@@ -182,6 +196,8 @@ def budget_record(
                 "sampling_backend",
                 "cuda_graph_max_bs",
                 "disable_cuda_graph",
+                "enable_torch_compile",
+                "standin_impl",
             )
         },  # fmt: skip
     }

@@ -82,7 +82,8 @@ def test_record_from_hand_made_rows(tmp_path):
     facts = {"layers": 2, "kv_heads": 4, "head_dim": 128, "dtype_size": 2, "dtype": "bfloat16",
              "weight_bytes": 1e9, "copy_bw_gbps": 1000.0, "attention_backend": "triton",
              "sampling_backend": "pytorch", "cuda_graph_max_bs": 2,
-             "disable_cuda_graph": False}  # fmt: skip
+             "disable_cuda_graph": False, "enable_torch_compile": False,
+             "standin_impl": "triton"}  # fmt: skip
     row = {"batch_size": 2, "decode_s": [0.004, 0.002, 0.003, 0.010], "prefill_s": 0.05,
            "stats": decode_kernel_stats(EVENTS), "top_kernels": [], "trace": str(trace)}  # fmt: skip
     rec = budget_record("qwen3-30b-a3b-1e", bargs, facts, row)
