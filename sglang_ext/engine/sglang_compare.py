@@ -124,14 +124,26 @@ def time_sglang_prefill(
 
 
 def dummy_checkpoint(
-    preset: str, num_layers: int | None, dtype: torch.dtype, seed: int, path: str | Path
+    preset: str,
+    num_layers: int | None,
+    dtype: torch.dtype,
+    seed: int,
+    path: str | Path,
+    device: str = "cpu",
 ) -> Path:
-    """The bench's random-weight model, saved for sglang (same weights as the engine's ranks)."""
+    """The bench's random-weight model, saved for sglang. Built on the engine's ``device``: the
+    random weights come from that device's generator, so they are the engine ranks' weights
+    (and a big shape initialises in seconds on a GPU); the GPU copy is freed afterwards."""
     from sglang_ext.engine.model import load_model
 
-    return save_hf_checkpoint(
-        load_model(None, dummy_preset=preset, num_layers=num_layers, dtype=dtype, seed=seed), path
+    model = load_model(
+        None, dummy_preset=preset, num_layers=num_layers, dtype=dtype, seed=seed, device=device
     )
+    out = save_hf_checkpoint(model, path)
+    del model
+    if torch.device(device).type == "cuda":
+        torch.cuda.empty_cache()
+    return out
 
 
 def prompt_ids(prompt_len: int, vocab_size: int, seed: int) -> list[int]:
@@ -176,7 +188,7 @@ def bench_sglang(
     vocab = DUMMY_PRESETS[preset]["vocab_size"]
     recs = []
     with tempfile.TemporaryDirectory(prefix="sp_pp_ckpt_") as d:
-        ckpt = str(dummy_checkpoint(preset, num_layers, tdtype, seed, d))
+        ckpt = str(dummy_checkpoint(preset, num_layers, tdtype, seed, d, device))
         prompts = {n: prompt_ids(n, vocab, seed) for n in prompt_lens}
         for name in configs:
             # no radix cache: repeated (and prefix-sharing) prompts would otherwise be cache hits
