@@ -70,9 +70,9 @@ def _rnd(*shape, dtype, seed):
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)).to(dtype).to(DEV)
 
 
-def test_auto_picks_flashinfer_on_cuda(monkeypatch):
+def test_auto_picks_triton_on_cuda_even_with_flashinfer(monkeypatch):
     monkeypatch.delenv(_impl.IMPL_ENV)
-    assert _impl.provider(torch.empty(1, device=DEV)) == "flashinfer"
+    assert _impl.provider(torch.empty(1, device=DEV)) == "triton"  # measured faster (H200)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -3,8 +3,8 @@ plain-torch reference.
 
 ``SGLANG_EXT_STANDIN_IMPL`` (one of :data:`IMPLS`):
 
-* ``auto`` (default): on CUDA tensors :func:`auto_cuda_provider` (flashinfer when it imports,
-  else Triton); torch on any other device;
+* ``auto`` (default): on CUDA tensors :func:`auto_cuda_provider` (Triton: measured faster
+  than flashinfer on the H200); torch on any other device;
 * ``flashinfer``: flashinfer on CUDA tensors (an error, naming the fix, when flashinfer does not
   import), torch elsewhere;
 * ``triton``: Triton on any tensor (CPU tensors too, for ``TRITON_INTERPRET=1`` tests);
@@ -43,11 +43,16 @@ def requested() -> Impl:
 
 
 def auto_cuda_provider() -> Provider:
-    """What ``auto`` runs on CUDA tensors: flashinfer when it imports, else Triton.
+    """What ``auto`` runs on CUDA tensors: our Triton kernels.
 
-    The one rule to change if a measurement says the Triton kernels are faster.
+    Measured on the H200 in one run (``bench/standin_ops_h200.sh``, CUDA-graph medians,
+    ``bench/results/h200/standin_ops_flashinfer.jsonl``): flashinfer 0.2.6.post1 was slower on
+    the norms and rope (1.02-1.86x the Triton time at 1-32 tokens, q/k norm 7.5-8.5x at 4096)
+    and 4-11% faster only on ``silu_and_mul`` at 1-32 tokens (equal at 4096), which the
+    one-expert MLP does not call through the stand-in. It would also JIT-build at every first
+    server start. ``SGLANG_EXT_STANDIN_IMPL=flashinfer`` still selects it.
     """
-    return "flashinfer" if flashinfer_jit.available() else "triton"
+    return "triton"
 
 
 def provider(t: torch.Tensor) -> Provider:
