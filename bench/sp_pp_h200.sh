@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 T0=$(date +%s)
 timeout 270 python3 bench/bench_sp_pp.py --device cuda --dummy-preset qwen3-30b-a3b-1e \
     --dtype bfloat16 --nprocs 1 --prompt-lens 4096,16384 --chunk-size 4096 --repeats 3 \
-    --sglang tp1 --sglang-flags "--disable-cuda-graph" --sglang-log-dir "$OUT" \
+    --sglang tp1 --sglang-flags=--disable-cuda-graph --sglang-log-dir "$OUT" \
     --output "$OUT/sp_pp.jsonl" 2>&1 | grep -E "P=|Error|error|Traceback" | tail -20
 rc=${PIPESTATUS[0]}
 echo "bench_sp_pp exit $rc after $(( $(date +%s) - T0 )) s"
