@@ -217,6 +217,20 @@ def _check(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, out: torch.Tens
         raise ValueError(f"out must be a contiguous [{m}, {hidden}] {x.dtype} on {x.device}")
 
 
+@torch.library.custom_op("sglang_ext::fused_mlp_onelaunch", mutates_args=())
+def _onelaunch_op(
+    x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, blocks_per_sm: int, ksplit_max: int
+) -> torch.Tensor:
+    """The launch as a torch op, so torch.compile (sglang's --enable-torch-compile) keeps it
+    in its graph as one opaque call instead of tracing the ctypes launch."""
+    return _launch(x, w13, w2, None, blocks_per_sm, ksplit_max)
+
+
+@_onelaunch_op.register_fake
+def _(x, w13, w2, blocks_per_sm, ksplit_max):
+    return x.new_empty((x.shape[0], w2.shape[0]))
+
+
 def fused_swiglu_mlp_cuda(
     x: torch.Tensor,
     w13: torch.Tensor,
@@ -226,7 +240,23 @@ def fused_swiglu_mlp_cuda(
     blocks_per_sm: int = 2,
     ksplit_max: int = 0,
 ) -> torch.Tensor:
-    """x: [M, H], w13: [2I, H], w2: [H, I] -> out [M, H]; one launch on the current stream."""
+    """x: [M, H], w13: [2I, H], w2: [H, I] -> out [M, H]; one launch on the current stream.
+
+    Under torch.compile the launch goes through the registered op ``sglang_ext::
+    fused_mlp_onelaunch`` (eager calls skip the dispatcher's host cost)."""
+    if out is None and torch.compiler.is_compiling():
+        return _onelaunch_op(x, w13, w2, blocks_per_sm, ksplit_max)
+    return _launch(x, w13, w2, out, blocks_per_sm, ksplit_max)
+
+
+def _launch(
+    x: torch.Tensor,
+    w13: torch.Tensor,
+    w2: torch.Tensor,
+    out: torch.Tensor | None,
+    blocks_per_sm: int,
+    ksplit_max: int,
+) -> torch.Tensor:
     _check(x, w13, w2, out)
     m, hidden = x.shape
     inter = w2.shape[1]
