@@ -90,6 +90,8 @@ EXCLUDED = {
     "python bench/decode_budget.py": "GPU (CUDA graphs, the real presets)",
     "python bench/bench_standin_ops.py": "GPU benchmark of the stand-in's Triton ops",
     "bash bench/fused_mlp_h200.sh": "the GPU session of the fused MLP (CUDA only)",
+    "bash bench/standin_ops_h200.sh": "GPU: flashinfer vs the Triton stand-in ops (CUDA only)",
+    "bash bench/sp_pp_h200.sh": "GPU: the engine vs sglang's prefill, 30B shape (CUDA only)",
     "python -m sglang_ext.study quick": "the whole quick study: ~15 minutes on 2 cores; the "
     "runner is tested on a reduced config in tests/study",
     "python -m sglang_ext.study comprehensive --config bench/study_8gpu.toml": _GPU8,
