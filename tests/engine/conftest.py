@@ -8,40 +8,25 @@ import torch
 
 def make_tiny_checkpoint(path, kind: str, seed: int = 0) -> str:
     """Save a 4-layer, hidden-64 float32 checkpoint of ``kind`` ('qwen3' or 'qwen3_moe')."""
-    from transformers import Qwen3Config, Qwen3ForCausalLM, Qwen3MoeConfig, Qwen3MoeForCausalLM
+    from transformers import Qwen3ForCausalLM, Qwen3MoeForCausalLM
 
+    from tests._support.tiny_configs import qwen3_config, qwen3_moe_config
+
+    # tiny_configs' base (vocab 256, hidden 64, 4 layers, 4/2 heads of 16, intermediate 96)
     common = dict(
-        vocab_size=256,
-        hidden_size=64,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        intermediate_size=96,
         max_position_embeddings=512,
         rope_theta=10000.0,
-        torch_dtype="float32",
         eos_token_id=None,
         bos_token_id=None,
         pad_token_id=0,
     )
     torch.manual_seed(seed)
     if kind == "qwen3":
-        cfg = Qwen3Config(tie_word_embeddings=True, **common)
-        model = Qwen3ForCausalLM(cfg)
+        model = Qwen3ForCausalLM(qwen3_config(tie_word_embeddings=True, **common))
     else:
-        # one expert, top-1; decoder_sparse_step=1 and no mlp_only_layers -> every layer MoE,
-        # except layer 2 made dense through mlp_only_layers to cover both layer kinds.
-        cfg = Qwen3MoeConfig(
-            num_experts=1,
-            num_experts_per_tok=1,
-            moe_intermediate_size=48,
-            decoder_sparse_step=1,
-            mlp_only_layers=[2],
-            norm_topk_prob=False,
-            tie_word_embeddings=False,
-            **common,
-        )
+        # one expert, top-1, moe_intermediate 48, every layer MoE but layer 2 (dense through
+        # mlp_only_layers) to cover both layer kinds
+        cfg = qwen3_moe_config(mlp_only_layers=[2], tie_word_embeddings=False, **common)
         model = Qwen3MoeForCausalLM(cfg)
     with torch.no_grad():  # make the norms non-trivial so q_norm/k_norm mistakes show
         for name, p in model.named_parameters():
