@@ -18,11 +18,10 @@ import triton
 import triton.language as tl
 
 from .qk_norm_rope_ref import qk_norm_rope_ref
+from .rope import _token_cos_sin, launch_shape
 from .rope_ref import heads_view
 
 __all__ = ["qk_norm_rope", "supports"]
-
-_TILE = 4096  # elements of one half-head block (BLOCK_H * BLOCK_R)
 
 
 @triton.jit
@@ -79,13 +78,7 @@ def _qk_norm_rope_kernel(
     BLOCK_H: tl.constexpr,
     BLOCK_R: tl.constexpr,
 ):
-    t = tl.program_id(0).to(tl.int64)
-    pos = tl.load(pos_ptr + t).to(tl.int64)
-    i = tl.arange(0, BLOCK_R)
-    imask = i < half
-    cos = tl.load(cache_ptr + pos * s_cache + i, mask=imask, other=0.0).to(tl.float32)[None, :]
-    sin = tl.load(cache_ptr + pos * s_cache + half + i, mask=imask, other=0.0).to(tl.float32)
-    sin = sin[None, :]
+    t, _, _, cos, sin = _token_cos_sin(pos_ptr, cache_ptr, s_cache, half, BLOCK_R)
     _norm_rotate_heads(
         q_ptr + t * sq_t, qw_ptr, n_q, sq_h, sq_d, half, eps, cos, sin, BLOCK_H, BLOCK_R
     )
@@ -131,10 +124,7 @@ def qk_norm_rope(
     if cos_sin_cache.stride(-1) != 1:
         cos_sin_cache = cos_sin_cache.contiguous()
     half = head_dim // 2
-    block_r = triton.next_power_of_2(half)
-    heads = max(q3.shape[1], k3.shape[1])
-    block_h = max(1, min(triton.next_power_of_2(heads), _TILE // block_r))
-    warps = max(1, min(8, block_h * block_r // 256))
+    block_r, block_h, warps = launch_shape(half, max(q3.shape[1], k3.shape[1]))
     _qk_norm_rope_kernel[(n_tok,)](
         pos, q3, k3, q_weight, k_weight, cos_sin_cache, q3.shape[1], k3.shape[1], half,
         *q3.stride(), *k3.stride(), cos_sin_cache.stride(0), float(eps),

@@ -36,6 +36,26 @@ def _rotate_heads(base, n_heads, s_h, s_d, d1, d2, imask, cos, sin, BLOCK_H: tl.
 
 
 @triton.jit
+def _token_cos_sin(pos_ptr, cache_ptr, s_cache, half, BLOCK_R: tl.constexpr):
+    """This program's token, the pair index, its mask and the token's cos/sin rows [1, R]."""
+    t = tl.program_id(0).to(tl.int64)
+    pos = tl.load(pos_ptr + t).to(tl.int64)
+    i = tl.arange(0, BLOCK_R)
+    imask = i < half
+    cos = tl.load(cache_ptr + pos * s_cache + i, mask=imask, other=0.0).to(tl.float32)[None, :]
+    sin = tl.load(cache_ptr + pos * s_cache + half + i, mask=imask, other=0.0).to(tl.float32)
+    return t, i, imask, cos, sin[None, :]
+
+
+def launch_shape(half: int, heads: int) -> tuple[int, int, int]:
+    """(BLOCK_R, BLOCK_H, num_warps) of a program per token over ``heads`` heads of ``half``
+    rotated pairs."""
+    block_r = triton.next_power_of_2(half)
+    block_h = max(1, min(triton.next_power_of_2(heads), _TILE // block_r))
+    return block_r, block_h, max(1, min(8, block_h * block_r // 256))
+
+
+@triton.jit
 def _rope_kernel(
     pos_ptr,
     q_ptr,
@@ -56,13 +76,7 @@ def _rope_kernel(
     BLOCK_H: tl.constexpr,
     BLOCK_R: tl.constexpr,
 ):
-    t = tl.program_id(0).to(tl.int64)
-    pos = tl.load(pos_ptr + t).to(tl.int64)
-    i = tl.arange(0, BLOCK_R)
-    imask = i < half
-    cos = tl.load(cache_ptr + pos * s_cache + i, mask=imask, other=0.0).to(tl.float32)[None, :]
-    sin = tl.load(cache_ptr + pos * s_cache + half + i, mask=imask, other=0.0).to(tl.float32)
-    sin = sin[None, :]
+    t, i, imask, cos, sin = _token_cos_sin(pos_ptr, cache_ptr, s_cache, half, BLOCK_R)
     if NEOX:
         d1 = i
         d2 = i + half
@@ -97,10 +111,7 @@ def apply_rope_inplace(
     if cos_sin_cache.stride(-1) != 1:
         cos_sin_cache = cos_sin_cache.contiguous()
     half = rot // 2
-    block_r = triton.next_power_of_2(half)
-    heads = max(q3.shape[1], k3.shape[1])
-    block_h = max(1, min(triton.next_power_of_2(heads), _TILE // block_r))
-    warps = max(1, min(8, block_h * block_r // 256))
+    block_r, block_h, warps = launch_shape(half, max(q3.shape[1], k3.shape[1]))
     _rope_kernel[(n_tok,)](
         pos, q3, k3, cos_sin_cache, q3.shape[1], k3.shape[1], half,
         *q3.stride(), *k3.stride(), cos_sin_cache.stride(0),
