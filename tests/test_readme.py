@@ -92,8 +92,12 @@ EXCLUDED = {
     "bash bench/fused_mlp_h200.sh": "the GPU session of the fused MLP (CUDA only)",
     "bash bench/standin_ops_h200.sh": "GPU: flashinfer vs the Triton stand-in ops (CUDA only)",
     "bash bench/sp_pp_h200.sh": "GPU: the engine vs sglang's prefill, 30B shape (CUDA only)",
-    "python -m sglang_ext.study quick": "the whole quick study: ~15 minutes on 2 cores; the "
+    "python -m sglang_ext.study quick": "the whole quick study: ~4-5 minutes on 2 cores; the "
     "runner is tested on a reduced config in tests/study",
+    "python -m sglang_ext.study quick --out-dir /tmp/studyq": "the same into /tmp, timed",
+    "python bench/bench_sp_pp.py --prompt-lens 2048,4096 --nprocs 1,2 --syncs pairwise,ring "
+    "--sglang ''": "three CPU sweeps of 80 s each made the committed records; the sweep is "
+    "tested in tests/engine",
     "python -m sglang_ext.study comprehensive --config bench/study_8gpu.toml": _GPU8,
     "python -m sglang_ext.study quick --only serving,report --out-dir /tmp/study --resume": "a "
     "serving study on CPU (minutes); --only/--resume are tested in tests/study",
