@@ -4,7 +4,7 @@ One (shape, M) at a time: build rotating input sets, time each implementation (C
 and eager if asked), compare outputs with the torch path, and return records ready for
 ``sglang_ext.perf.records``.  Implementations (record ``impl`` = name + ``_graph``/``_eager``):
 
-* ``torch``: cuBLAS (``F.linear`` + ``silu * mul`` + ``F.linear``), the reference of every
+* ``torch``: cuBLAS (the layer's path: two GEMMs around the activation), the reference of every
   ``ratio_to_cublas`` (same run, same mode);
 * ``layer_default``: exactly what ``SingleExpertMoE`` runs by default, through the layer's own
   dispatch (``layers.single_expert_moe.swiglu_mlp``); ``default_impl`` names its choice;
@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from sglang_ext.kernels.fused_mlp import fused_swiglu_mlp
 from sglang_ext.kernels.fused_mlp_configs import get_config
@@ -78,10 +77,11 @@ class MlpBenchConfig:
 
 
 def torch_mlp(s: InputSet) -> torch.Tensor:
-    """The cuBLAS path: F.linear + silu*mul + F.linear (what the layer does without a kernel)."""
-    inter = s.w2.shape[1]
-    gu = F.linear(s.x, s.w13)
-    return F.linear(F.silu(gu[:, :inter]) * gu[:, inter:], s.w2)
+    """The cuBLAS path: what ``SingleExpertMoE`` runs without a fused kernel (two cuBLAS GEMMs
+    around the activation, which is one Triton kernel on CUDA)."""
+    from sglang_ext.layers.single_expert_moe import swiglu_mlp
+
+    return swiglu_mlp(s.x, s.w13, s.w2, use_kernel=False)
 
 
 def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -143,15 +143,12 @@ def measure_dispatch(
     """Graph medians of every dispatchable impl per M, ``repeats`` times, interleaved (impl
     order rotates each repeat, so drift hits all alike).  Triton v2 runs with the launch
     table as the layer would load it now (tune first)."""
-    import torch.nn.functional as F
 
     from sglang_ext.kernels import cuda_onelaunch, fused_mlp_configs
 
     fused_mlp_configs._load_table.cache_clear()  # the table just tuned, not a cached one
 
-    def cublas(s):
-        gu = F.linear(s.x, s.w13)
-        return F.linear(F.silu(gu[:, :inter]) * gu[:, inter:], s.w2)
+    from .mlp import torch_mlp as cublas  # the layer's cuBLAS path
 
     cuda_ok = cuda_onelaunch.is_available("cuda")
     timings: dict[int, dict[str, Timing]] = {}
