@@ -22,9 +22,19 @@ def qk_norm_rope_ref(
     head_dim: int,
     cos_sin_cache: torch.Tensor,
     is_neox: bool = True,
+    *,
+    value: torch.Tensor | None = None,
+    k_cache: torch.Tensor | None = None,
+    v_cache: torch.Tensor | None = None,
+    cache_loc: torch.Tensor | None = None,
 ) -> None:
+    """Norm, rotate, and (given the caches) ``set_kv_buffer``'s two row writes."""
     n_tok = positions.numel()
     for t, w in ((query, q_weight), (key, k_weight)):
         v = heads_view(t, n_tok, head_dim)
         v.copy_(rmsnorm_ref(v, w, eps))
     rope_ref(positions, query, key, head_dim, cos_sin_cache, is_neox)
+    if value is not None:
+        loc = cache_loc.reshape(-1).long()
+        k_cache[loc] = heads_view(key, n_tok, head_dim)
+        v_cache[loc] = heads_view(value, n_tok, head_dim)

@@ -180,6 +180,44 @@ def qk_norm_rope_case(dev, dtype, t: int, head_dim: int, three_d: bool):
     assert torch.equal(v, v0), "qk_norm_rope touched the value slice of qkv"
 
 
+def qk_norm_rope_kv_case(dev, dtype, t: int, head_dim: int):
+    """The same, also storing the rotated key and the value in the KV cache rows
+    ``cache_loc`` (sglang's ``set_kv_buffer``); every other cache row stays as it was."""
+    from sglang_ext.kernels.qk_norm_rope import qk_norm_rope
+
+    hq, hk, max_pos, eps, slots = 4, 2, 512, 1e-6, 3 * t + 5
+    g = _gen("qknormrope-kv", t, head_dim)
+    qkv = (torch.randn(t, (hq + 2 * hk) * head_dim, generator=g) * 3).to(dtype).to(dev)
+    q, k, v = qkv.split([hq * head_dim, hk * head_dim, hk * head_dim], dim=-1)
+    qw = (torch.rand(head_dim, generator=g) + 0.5).to(dtype).to(dev)
+    kw = (torch.rand(head_dim, generator=g) + 0.5).to(dtype).to(dev)
+    pos = torch.randint(0, max_pos, (t,), generator=g).to(dev)
+    loc = torch.randperm(slots, generator=g)[:t].to(dev)
+    cache = rope_cache(max_pos, head_dim).to(dev)
+    k_cache = torch.randn(slots, hk, head_dim, generator=g).to(dtype).to(dev)
+    v_cache = torch.randn(slots, hk, head_dim, generator=g).to(dtype).to(dev)
+    kc0, vc0 = k_cache.clone(), v_cache.clone()
+    q0 = q.reshape(t, hq, head_dim).clone()
+    k0 = k.reshape(t, hk, head_dim).clone()
+    v0 = v.reshape(t, hk, head_dim).clone()
+    out = qk_norm_rope(
+        pos, q, k, qw, kw, eps, head_dim, cache,
+        value=v, k_cache=k_cache, v_cache=v_cache, cache_loc=loc,
+    )  # fmt: skip
+    assert out is None
+    want_q = rope64(rms64(q0, qw, eps, False), pos, cache, True)
+    want_k = rope64(rms64(k0, kw, eps, False), pos, cache, True)
+    _close(q.reshape(t, hq, head_dim), want_q, dtype, "query")
+    _close(k.reshape(t, hk, head_dim), want_k, dtype, "key")
+    _close(k_cache[loc], want_k, dtype, "key cache rows")
+    assert torch.equal(v_cache[loc], v0), "value cache rows != value"
+    assert torch.equal(v.reshape(t, hk, head_dim), v0), "qk_norm_rope touched the value slice"
+    rest = torch.ones(slots, dtype=torch.bool)
+    rest[loc.cpu()] = False
+    assert torch.equal(k_cache[rest.to(dev)], kc0[rest.to(dev)]), "other key cache rows changed"
+    assert torch.equal(v_cache[rest.to(dev)], vc0[rest.to(dev)]), "other value cache rows changed"
+
+
 def topk_case(dev, dtype, m: int, e: int, k: int):
     from sglang_ext.kernels.topk import topk_softmax
 
@@ -247,6 +285,10 @@ def cases(dtypes: tuple[torch.dtype, ...], full: bool) -> dict[str, Callable]:
         for t, hd, tdim in [(tk, 128, False) for tk in toks] + [(7, 64, True), (7, 32, False)]:
             out[f"qknormrope-{n}-t{t}-hd{hd}-3d{int(tdim)}"] = lambda dev, a=(dt, t, hd, tdim): (
                 qk_norm_rope_case(dev, *a)
+            )
+        for t, hd in [(1, 128), (33, 128), (7, 64)] + ([(257, 128)] if full else []):
+            out[f"qknormrope-{n}-kv-t{t}-hd{hd}"] = lambda dev, a=(dt, t, hd): qk_norm_rope_kv_case(
+                dev, *a
             )
     for m, e, k in [(1, 1, 1), (1, 8, 2), (7, 60, 4), (33, 128, 8)] + (
         [(4096, 128, 8), (257, 512, 8)] if full else []
