@@ -7,7 +7,10 @@ grouping of tests onto pytest-xdist workers.
 Workers (``-n 2`` in pyproject.toml): a test file's tests run on one worker,
 so a module fixture (a spawned run, an interpreter subprocess, patched trees) is built once;
 every test under ``tests/e2e`` runs on one worker in collection order, because they share
-the servers of ``tests/e2e/conftest.py``.
+the servers of ``tests/e2e/conftest.py``; the stand-in kernels' interpreter files run on one
+worker, because they share one interpreter subprocess (``kernels/_standin_interpret.py``).
+The longest scopes are handed out first (``LONG_SCOPES``), so that none starts last and
+leaves the other worker idle at the end.
 """
 
 from __future__ import annotations
@@ -15,6 +18,29 @@ from __future__ import annotations
 import pytest
 
 E2E_SCOPE = "tests/e2e"
+STANDIN_INTERPRET_SCOPE = "tests/kernels/stand-in interpreter files"
+STANDIN_INTERPRET_FILES = frozenset(
+    f"tests/kernels/test_{name}_interpret.py"
+    for name in ("activation", "norm", "qk_norm_rope", "rope", "topk")
+)
+# Scopes of more than ~30 s, longest first, as measured on the 2-core machine with -n 2
+# (seconds of setup + call + teardown under the other worker's load).  They are handed out in
+# this order, before every other scope; the rest follow xdist's order (most tests first).
+# A stale entry only costs balance, never a test.
+LONG_SCOPES = (
+    E2E_SCOPE,  # ~450-600 s: the shared TP 1 and TP 2 servers and their tests
+    "tests/engine/test_sp_pp.py",  # ~180 s
+    "tests/profile/test_profile_cpu.py",  # ~110 s
+    "tests/perf/serving/test_compare.py",  # ~100 s, in 4 tests (one real TP 2 launch)
+    "tests/perf/profile/test_profiler.py",  # ~75 s
+    "tests/kernels/test_fused_mlp_interpret.py",  # ~50-75 s, one interpreter subprocess
+    STANDIN_INTERPRET_SCOPE,  # ~45-65 s, one interpreter subprocess
+    "tests/distributed/test_spawn_deadline.py",  # ~45 s
+    "tests/patching/test_interrupt.py",  # ~40 s
+    "tests/patching/test_single_expert_sites.py",  # ~35 s
+    "tests/engine/test_launcher_cleanup.py",  # ~35 s
+    "tests/layers/test_single_expert_moe_parity.py",  # ~35 s
+)
 
 MARKERS = {
     "gpu": "needs a CUDA GPU (skipped without one)",
@@ -27,16 +53,46 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {doc}")
 
 
+def scope_of(nodeid: str) -> str:
+    """The scheduling scope of a test: its file, ``tests/e2e`` for every e2e test, and one
+    scope for the stand-in interpreter files."""
+    path = nodeid.split("::", 1)[0]
+    if path.startswith(E2E_SCOPE + "/"):
+        return E2E_SCOPE
+    if path in STANDIN_INTERPRET_FILES:
+        return STANDIN_INTERPRET_SCOPE
+    return path
+
+
+def scope_rank(scope: str) -> int:
+    """Hand-out rank: the ``LONG_SCOPES`` in their order, then every other scope."""
+    try:
+        return LONG_SCOPES.index(scope)
+    except ValueError:
+        return len(LONG_SCOPES)
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """Load-scope scheduling where a scope is a test file, and all of ``tests/e2e`` is one.
-    (xdist's ``loadgroup`` would do it with markers, but its node-id suffix does not take
-    under pytest 9 here: tests of one group landed on both workers.)"""
+    """Load-scope scheduling with the scopes of ``scope_of``, longest first.
+    (xdist's ``loadgroup`` would do the grouping with markers, but its node-id suffix does not
+    take under pytest 9 here: tests of one group landed on both workers.)"""
+    from collections import OrderedDict
+
     from xdist.scheduler import LoadScopeScheduling
 
     class FileScopes(LoadScopeScheduling):
+        _ranked = False
+
         def _split_scope(self, nodeid: str) -> str:
-            path = nodeid.split("::", 1)[0]
-            return E2E_SCOPE if path.startswith(E2E_SCOPE + "/") else path
+            return scope_of(nodeid)
+
+        def _assign_work_unit(self, node) -> None:
+            if not self._ranked:  # the queue is complete by the first hand-out
+                # a stable sort: scopes of one rank keep xdist's order
+                ranked = sorted(self.workqueue.items(), key=lambda item: scope_rank(item[0]))
+                self.workqueue = OrderedDict(ranked)
+                self._ranked = True
+            super()._assign_work_unit(node)
 
     return FileScopes(config, log)
 

@@ -11,6 +11,7 @@ os.environ["TRITON_INTERPRET"] = "1"
 sys.path.insert(0, os.path.dirname(__file__))
 
 import torch  # noqa: E402
+from _interpret_patch_once import install  # noqa: E402
 from _mlp_cases import (  # noqa: E402
     CPU_CONFIGS,
     CPU_HIDDEN,
@@ -22,6 +23,8 @@ from _mlp_cases import (  # noqa: E402
 
 from sglang_ext.kernels.experimental import fused_mlp_onelaunch as v4  # noqa: E402
 from sglang_ext.kernels.fused_mlp import fused_swiglu_mlp  # noqa: E402
+
+install()
 
 
 def main(path: str) -> None:

@@ -1,8 +1,9 @@
 """Runs ``_standin_interpret_worker`` once per pytest process and hands out its results.
 
 The interpreter must be switched on before any Triton kernel is decorated, and other tests
-may import our kernels first, so the cases run in one child process; the four
-``test_*_interpret.py`` files share its results.
+may import our kernels first, so the cases run in one child process; the five stand-in
+``test_*_interpret.py`` files share its results (``tests/conftest.py`` schedules them as one
+xdist scope, so the child runs once per suite, not once per worker).
 """
 
 import functools

@@ -11,7 +11,10 @@ import traceback
 os.environ["TRITON_INTERPRET"] = "1"
 sys.path.insert(0, os.path.dirname(__file__))
 
+from _interpret_patch_once import install  # noqa: E402
 from _standin_cases import CPU_CASES  # noqa: E402
+
+install()
 
 
 def main(path: str) -> None:
