@@ -7,10 +7,10 @@ uses (neox pairs over the whole head), it is one Triton kernel in place on the q
 the qkv buffer (:mod:`sglang_ext.kernels.qk_norm_rope`): three launches and, for more than
 one token, two copies fewer per layer. Patch 0018 hands it the value and the batch too: where
 the layer's KV cache is sglang's plain bf16/fp16/fp32 ``MHATokenToKVPool`` and the backend is
-one that honours ``save_kv_cache=False`` (triton, flashinfer), the same launch writes the
-rotated key and the value to the cache rows ``out_cache_loc`` and the attention call skips
-its own write: two ``index_put`` launches fewer per layer. Anything else, and every CPU run,
-takes sglang's own calls, unchanged.
+the Triton one (the one checked against HF on the GPU, ``tests/gpu_e2e``), the same launch
+writes the rotated key and the value to the cache rows ``out_cache_loc`` and the attention
+call skips its own write: two ``index_put`` launches fewer per layer. Anything else (the
+flashinfer backend too), and every CPU run, takes sglang's own calls, unchanged.
 """
 
 from __future__ import annotations
@@ -23,8 +23,10 @@ __all__ = ["qk_norm_rope", "fusable", "kv_cache_target"]
 
 _DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 # Backends whose forward_extend / forward_decode write k and v only through
-# set_kv_buffer(out_cache_loc) under save_kv_cache and otherwise read them from the cache.
-_KV_BACKENDS = ("TritonAttnBackend", "FlashInferAttnBackend")
+# set_kv_buffer(out_cache_loc) under save_kv_cache and otherwise read them from the cache,
+# and whose served tokens were checked against HF with the fused write (tests/gpu_e2e).
+# FlashInferAttnBackend meets the first condition, not yet the second.
+_KV_BACKENDS = ("TritonAttnBackend",)
 _CACHE_ATTR = "_sglang_ext_fusable"
 
 

@@ -161,6 +161,10 @@ class TorchNativeAttnBackend:
     pass
 
 
+class FlashInferAttnBackend:  # honours save_kv_cache, but the fused write is unverified there
+    pass
+
+
 class Radix:  # RadixAttention's fields
     def __init__(self, layer_id=1, k_scale=None):
         self.layer_id, self.k_scale, self.v_scale = layer_id, k_scale, None
@@ -179,7 +183,17 @@ def _batch(t, d, dtype, dev, **kw):
 
 @pytest.mark.parametrize(
     "spoil",
-    ["none", "fp8-store", "pool-dtype", "scaled", "backend", "pool-type", "slots", "no-batch"],
+    [
+        "none",
+        "fp8-store",
+        "pool-dtype",
+        "scaled",
+        "backend",
+        "flashinfer",
+        "pool-type",
+        "slots",
+        "no-batch",
+    ],  # fmt: skip
 )
 def test_kv_cache_target_only_where_the_kernel_writes_what_sglang_would(spoil):
     attn = Attn(64)
@@ -190,8 +204,8 @@ def test_kv_cache_target_only_where_the_kernel_writes_what_sglang_would(spoil):
         **({"store_dtype": torch.uint8} if spoil == "fp8-store" else {}),
         **({"pool_dtype": torch.float16} if spoil == "pool-dtype" else {}),
     )  # fmt: skip
-    if spoil == "backend":
-        b.attn_backend = TorchNativeAttnBackend()
+    if spoil in ("backend", "flashinfer"):
+        b.attn_backend = (TorchNativeAttnBackend if spoil == "backend" else FlashInferAttnBackend)()
     if spoil == "pool-type":
         b.token_to_kv_pool = type("MLATokenToKVPool", (MHATokenToKVPool,), {})(64, dt, "cpu")
     if spoil == "slots":
