@@ -141,6 +141,13 @@ def _launch(argv: list[str], sock, supervisor) -> int:
     ready = threading.Event()
 
     def on_ready() -> None:
+        if cuda:  # compile the Triton variants of the first prefills before saying ready
+            from sglang_ext.serving.jit_warmup import jit_warmup
+
+            try:
+                jit_warmup(server_args.url(), api_key=server_args.api_key)
+            except RuntimeError as e:
+                supervisor.exit(1, str(e))
         ready.set()
         _announce(server_args, plan.single_expert_mode)
 
