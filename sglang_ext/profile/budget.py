@@ -117,6 +117,7 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
         "cuda_graph_max_bs": sa.cuda_graph_max_bs,
         "disable_cuda_graph": sa.disable_cuda_graph,
         "enable_torch_compile": sa.enable_torch_compile,
+        "triton_attention_num_kv_splits": sa.triton_attention_num_kv_splits,
         "standin_impl": _standin_impl(),
         "rows": [],
     }
@@ -197,6 +198,7 @@ def budget_record(
                 "cuda_graph_max_bs",
                 "disable_cuda_graph",
                 "enable_torch_compile",
+                "triton_attention_num_kv_splits",
                 "standin_impl",
             )
         },  # fmt: skip
