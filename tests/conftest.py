@@ -23,23 +23,23 @@ STANDIN_INTERPRET_FILES = frozenset(
     f"tests/kernels/test_{name}_interpret.py"
     for name in ("activation", "norm", "qk_norm_rope", "rope", "topk")
 )
-# Scopes of more than ~30 s, longest first, as measured on the 2-core machine with -n 2
-# (seconds of setup + call + teardown under the other worker's load).  They are handed out in
-# this order, before every other scope; the rest follow xdist's order (most tests first).
-# A stale entry only costs balance, never a test.
+# Scopes of about 20 s or more, roughly longest first: seconds of setup + call + teardown on
+# the 2-core machine with -n 2 (saturated), in a suite run before and after they were handed
+# out in this order.  They go out in this order, before every other scope; the rest follow
+# xdist's order (most tests first).  A stale entry only costs balance, never a test.
 LONG_SCOPES = (
-    E2E_SCOPE,  # ~450-600 s: the shared TP 1 and TP 2 servers and their tests
-    "tests/engine/test_sp_pp.py",  # ~180 s
-    "tests/profile/test_profile_cpu.py",  # ~110 s
-    "tests/perf/serving/test_compare.py",  # ~100 s, in 4 tests (one real TP 2 launch)
-    "tests/perf/profile/test_profiler.py",  # ~75 s
-    "tests/kernels/test_fused_mlp_interpret.py",  # ~50-75 s, one interpreter subprocess
-    STANDIN_INTERPRET_SCOPE,  # ~45-65 s, one interpreter subprocess
-    "tests/distributed/test_spawn_deadline.py",  # ~45 s
-    "tests/patching/test_interrupt.py",  # ~40 s
-    "tests/patching/test_single_expert_sites.py",  # ~35 s
-    "tests/engine/test_launcher_cleanup.py",  # ~35 s
-    "tests/layers/test_single_expert_moe_parity.py",  # ~35 s
+    E2E_SCOPE,  # 443-454 s: the shared TP 1 and TP 2 servers and their tests
+    "tests/engine/test_sp_pp.py",  # 145-171 s
+    "tests/profile/test_profile_cpu.py",  # 78-89 s
+    "tests/perf/serving/test_compare.py",  # 131 s, in 4 tests (one real TP 2 launch)
+    "tests/perf/profile/test_profiler.py",  # 27-73 s
+    "tests/kernels/test_fused_mlp_interpret.py",  # 37 s (82 s before the patch-once), one child
+    STANDIN_INTERPRET_SCOPE,  # 26 s, one child (was one per worker: 37 + 20 s)
+    "tests/distributed/test_spawn_deadline.py",  # 40-45 s
+    "tests/patching/test_interrupt.py",  # 20-38 s
+    "tests/patching/test_single_expert_sites.py",  # 37-38 s
+    "tests/engine/test_launcher_cleanup.py",  # 36-38 s
+    "tests/layers/test_single_expert_moe_parity.py",  # 26-35 s
 )
 
 MARKERS = {
