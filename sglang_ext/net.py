@@ -9,14 +9,20 @@ room below), checks that the port can be bound right now, and leaves the rest to
 caller: a server that then fails to bind must be started again on another port
 (``ServerProcess`` does that). Where the binding process can bind the port itself, that
 is better still: ``launch_server`` binds its HTTP socket before anything else.
+
+:func:`post_json` is the one JSON request our clients send to a server (``/generate`` and
+the like), always with a timeout.
 """
 
 from __future__ import annotations
 
 import errno
+import json
 import random
 import socket
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "EPHEMERAL_RANGE_FILE",
@@ -26,6 +32,7 @@ __all__ = [
     "port_is_free",
     "pick_port",
     "free_port",
+    "post_json",
 ]
 
 EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
@@ -111,3 +118,15 @@ def pick_port(
 def free_port(host: str = "127.0.0.1") -> int:
     """Deprecated name of :func:`pick_port` (it no longer asks the OS for port 0)."""
     return pick_port(host)
+
+
+def post_json(url: str, body: Any, *, timeout: float, headers: dict[str, str] | None = None) -> Any:
+    """POST ``body`` as JSON to ``url`` and return the decoded answer; ``urllib`` raises
+    (an ``OSError``: HTTP error, refused, timed out after ``timeout`` s) on failure."""
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())

@@ -9,14 +9,13 @@ import json
 import logging
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from sglang_ext.engine.model import Qwen3ForCausalLM
+from sglang_ext.net import post_json
 from sglang_ext.perf.serving.server_process import ServerProcess
 
 __all__ = [
@@ -56,14 +55,6 @@ def save_hf_checkpoint(model: Qwen3ForCausalLM, path: str | Path) -> Path:
         state.pop("lm_head.weight", None)
     save_file(state, str(path / "model.safetensors"))
     return path
-
-
-def _post(url: str, body: dict, timeout: float) -> dict:
-    req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read())
 
 
 def time_sglang_prefill(
@@ -112,7 +103,7 @@ def time_sglang_prefill(
             times = []
             for _ in range(repeats):
                 t = time.perf_counter()
-                _post(base + "/generate", body, request_timeout_s)
+                post_json(base + "/generate", body, timeout=request_timeout_s)
                 times.append(time.perf_counter() - t)
             warm = sorted(times[1:] or times)
             points[plen] = {

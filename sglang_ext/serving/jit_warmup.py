@@ -16,11 +16,10 @@ only, after sglang's warm-up and before it reports ready.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-import urllib.error
-import urllib.request
+
+from sglang_ext.net import post_json
 
 __all__ = ["WARMUP_BATCHES", "jit_warmup"]
 
@@ -50,18 +49,10 @@ def jit_warmup(base_url: str, *, api_key: str | None = None, deadline_s: float =
             "input_ids": [_ids(n, k * 10 + j) for j, n in enumerate(lens)],
             "sampling_params": {"max_new_tokens": NEW_TOKENS, "temperature": 0, "ignore_eos": True},
         }
-        req = urllib.request.Request(
-            base_url.rstrip("/") + "/generate",
-            data=json.dumps(body).encode(),
-            headers={
-                "Content-Type": "application/json",
-                **({"Authorization": f"Bearer {api_key}"} if api_key else {}),
-            },
-        )
+        auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         try:
-            with urllib.request.urlopen(req, timeout=left) as r:
-                out = json.loads(r.read())
-        except (urllib.error.URLError, TimeoutError, OSError, ValueError) as e:
+            out = post_json(base_url.rstrip("/") + "/generate", body, timeout=left, headers=auth)
+        except (OSError, ValueError) as e:  # urllib's errors and timeouts; a non-JSON answer
             raise RuntimeError(
                 f"JIT warm-up: the batch of prompt lengths {lens} failed: {e}"
             ) from e

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from sglang_ext.net import post_json
 from sglang_ext.perf.records import append_jsonl, make_record
 from sglang_ext.perf.report.markdown import write_report
 
@@ -145,25 +146,18 @@ def client_command(load: LoadConfig) -> list[str]:
     return cmd
 
 
-def _post(url: str, body: dict[str, Any], timeout: float = 300.0) -> dict[str, Any]:
-    req = urllib.request.Request(
-        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read())
-
-
 def greedy_tokens(base_url: str, prompts: list[list[int]], n: int) -> list[list[int]]:
     """The server's greedy output ids (``/generate``, temperature 0, ignore_eos)."""
     out = []
     for ids in prompts:
-        res = _post(
+        res = post_json(
             base_url + "/generate",
             {
                 "input_ids": ids,
                 "sampling_params": {"max_new_tokens": n, "temperature": 0, "ignore_eos": True},
                 "return_logprob": True,
             },
+            timeout=300.0,
         )
         out.append([int(t[1]) for t in res["meta_info"]["output_token_logprobs"]])
     return out
