@@ -81,6 +81,20 @@ def _standin_impl() -> str | None:
     return _impl.auto_cuda_provider() if req == "auto" else req
 
 
+def _graph_replays(mr: Any, batch: int, device: Any, iters: int = 30) -> list[float] | None:
+    """Seconds of back-to-back replays of the decode graph a batch of ``batch`` replays (its
+    inputs as the last decode step left them); None when that batch runs eagerly."""
+    import bisect
+
+    from sglang_ext.perf.timing import time_iters
+
+    runner = getattr(mr, "cuda_graph_runner", None)
+    if runner is None or batch > max(runner.capture_bs):
+        return None
+    bs = runner.capture_bs[bisect.bisect_left(runner.capture_bs, batch)]
+    return time_iters(runner.graphs[bs].replay, device=device, warmup=3, iters=iters)
+
+
 def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: str) -> None:
     """One preset on GPU ``rank`` (TP 1): every batch size, results to ``out`` (JSON)."""
     import torch
@@ -131,6 +145,7 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
         runner.run()  # warm-up
         _, decode_s = runner.run()
         prefill_s = runner.prefill_s
+        graph_replay_s = _graph_replays(mr, b, torch.device("cuda", rank))
         short = StepRunner(mr, replace(pa, steps=bargs.profile_steps), seed=0)
         trace = Path(bargs.trace_dir) / f"{Path(sa.model_path).name}_b{b}_rank{rank}.json"
         trace.parent.mkdir(parents=True, exist_ok=True)
@@ -143,6 +158,7 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
                 "batch_size": b,
                 "decode_s": decode_s,
                 "prefill_s": prefill_s,
+                "graph_replay_s": graph_replay_s,
                 "stats": decode_kernel_stats(events),
                 "top_kernels": top_kernels(events),
                 "trace": str(trace),
@@ -178,6 +194,7 @@ def budget_record(
         weight_bytes=facts["weight_bytes"],
         kv_bytes=kv,
         copy_bw_gbps=facts["copy_bw_gbps"],
+        graph_replay_s=row.get("graph_replay_s"),
     )
     metrics["top_kernels"] = row["top_kernels"]
     metrics["trace"] = row["trace"]
@@ -261,7 +278,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"{preset} batch {row['batch_size']}: decode {m['decode_step_ms']:.2f} ms "
                 f"(floor {m['floor_ms']:.2f} ms, x{m['ratio_to_floor']:.1f}), prefill "
                 f"{m['prefill_ms']:.1f} ms, {m['kernels_per_layer_step']:.1f} kernels/layer/step, "
-                f"GPU busy {m['gpu_busy_frac']:.0%}",
+                f"GPU busy {m['gpu_busy_frac']:.0%}"
+                + (
+                    f"; graph replay {m['graph_replay_ms']:.2f} ms (kernels busy "
+                    f"{m['graph_busy_frac']:.0%} of it), host {m['host_ms_per_step']:.2f} ms"
+                    if m["graph_replay_ms"] is not None
+                    else ""
+                ),
                 flush=True,
             )
     print(f"records -> {out}")

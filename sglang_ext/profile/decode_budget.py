@@ -11,6 +11,17 @@ trace (:func:`decode_kernel_stats`):
 - ``gpu_busy_frac``: the union of the step's kernel intervals over its span, from the start
   of the step's CPU range to the later of its end and its last kernel's end.
 
+Where the step's time goes (``graph_replay_ms``, when the batch replays a CUDA graph): the
+rank also replays the batch's captured decode graph back to back, each replay between two
+CUDA events (:func:`sglang_ext.perf.timing.time_iters`), so the host is ahead of the GPU and
+the replay's GPU time is what is left: the model's kernels and the gaps between them inside
+the graph. Then
+
+- ``host_ms_per_step`` = ``decode_step_ms`` - ``graph_replay_ms``: the step's time outside
+  the graph (sglang's batch preparation, ``replay_prepare``, sampling, the token copy back);
+- ``graph_busy_frac`` = the step's kernel busy time (from the trace) over ``graph_replay_ms``
+  (what the gaps between the graph's kernels leave; the sampling kernels count here too).
+
 The floor (:func:`floor_ms`) is the bytes a decode step must read, the weights (all but
 the embedding table, of which only the batch's rows are read) plus the KV cache of every
 sequence's context, over the device copy bandwidth measured in the same run
@@ -62,6 +73,7 @@ def decode_kernel_stats(
         "kernels_per_step": statistics.mean(r["kernels"] for r in rows),
         "gpu_busy_frac": sum(r["busy_us"] for r in rows) / span if span else 0.0,
         "step_span_ms": span / len(rows) / 1e3,
+        "busy_ms_per_step": statistics.mean(r["busy_us"] for r in rows) / 1e3,
     }
 
 
@@ -99,10 +111,24 @@ def budget_metrics(
     weight_bytes: float,
     kv_bytes: float,
     copy_bw_gbps: float,
+    graph_replay_s: list[float] | None = None,
 ) -> dict[str, Any]:
-    """The decode_budget record's metrics from the measured times and the trace stats."""
+    """The decode_budget record's metrics from the measured times and the trace stats;
+    ``graph_replay_s``: back-to-back replays of the batch's decode graph (None: no graph)."""
     step_ms = statistics.median(decode_s) * 1e3
     floor = floor_ms(weight_bytes, kv_bytes, copy_bw_gbps)
+    split: dict[str, Any] = {
+        "graph_replay_ms": None,
+        "host_ms_per_step": None,
+        "graph_busy_frac": None,
+    }
+    if graph_replay_s:
+        replay_ms = statistics.median(graph_replay_s) * 1e3
+        split = {
+            "graph_replay_ms": replay_ms,
+            "host_ms_per_step": step_ms - replay_ms,
+            "graph_busy_frac": stats["busy_ms_per_step"] / replay_ms,
+        }
     return {
         "decode_step_ms": step_ms,
         "prefill_ms": prefill_s * 1e3,
@@ -115,6 +141,7 @@ def budget_metrics(
         "copy_bw_gbps": copy_bw_gbps,
         "floor_ms": floor,
         "ratio_to_floor": step_ms / floor,
+        **split,
     }
 
 

@@ -85,7 +85,8 @@ def test_record_from_hand_made_rows(tmp_path):
              "disable_cuda_graph": False, "enable_torch_compile": False,
              "triton_attention_num_kv_splits": 8, "standin_impl": "triton"}  # fmt: skip
     row = {"batch_size": 2, "decode_s": [0.004, 0.002, 0.003, 0.010], "prefill_s": 0.05,
-           "stats": decode_kernel_stats(EVENTS), "top_kernels": [], "trace": str(trace)}  # fmt: skip
+           "stats": decode_kernel_stats(EVENTS), "top_kernels": [], "trace": str(trace),
+           "graph_replay_s": [0.001, 0.0025, 0.002]}  # fmt: skip
     rec = budget_record("qwen3-30b-a3b-1e", bargs, facts, row)
     assert rec["schema"] == "sglang_ext.decode_budget/1"
     assert rec["config"]["preset"] == "qwen3-30b-a3b-1e" and rec["config"]["batch_size"] == 2
@@ -101,6 +102,14 @@ def test_record_from_hand_made_rows(tmp_path):
     assert m["prefill_ms"] == pytest.approx(50.0)
     assert m["kernels_per_layer_step"] == 1.5  # 3 kernels per step over 2 layers
     assert m["gpu_busy_frac"] == pytest.approx(1 / 3)
+    # the graph replays: median 2 ms; the step's other 1.5 ms is outside the graph; the
+    # steps' kernels are busy 40 us each (by hand above), 2% of a 2 ms replay
+    assert m["graph_replay_ms"] == pytest.approx(2.0)
+    assert m["host_ms_per_step"] == pytest.approx(1.5)
+    assert m["graph_busy_frac"] == pytest.approx(0.040 / 2.0)
+    # an eager batch (no graph) has no split, rather than a made-up one
+    eager = budget_record("qwen3-30b-a3b-1e", bargs, facts, {**row, "graph_replay_s": None})
+    assert [eager["metrics"][k] for k in ("graph_replay_ms", "host_ms_per_step")] == [None, None]
 
 
 def test_budget_metrics_rejects_nothing_silently():
@@ -119,3 +128,37 @@ def test_budget_metrics_rejects_nothing_silently():
 )
 def test_gpu_folder(name, folder):
     assert gpu_folder(name) == folder
+
+
+@pytest.mark.gpu
+def test_graph_replays_time_the_padded_batch_graph_on_the_gpu():
+    """``_graph_replays`` replays the graph sglang would pad the batch to (3 -> 4 here) and
+    its times agree with triton's do_bench of the same replay; None past the largest graph."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from sglang_ext.perf.timing import median_us
+    from sglang_ext.profile.budget import _graph_replays
+
+    x = torch.randn(4096, 4096, device="cuda")
+    out = torch.zeros(1, device="cuda")
+    graphs = {}
+    for bs in (1, 2, 4):
+        torch.matmul(x, x)
+        torch.cuda.synchronize()
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            for _ in range(bs):  # bs matmuls: the graphs differ in time
+                y = torch.matmul(x, x)
+            out.fill_(bs)
+        graphs[bs] = g
+    mr = SimpleNamespace(cuda_graph_runner=SimpleNamespace(capture_bs=[1, 2, 4], graphs=graphs))
+    times = _graph_replays(mr, 3, torch.device("cuda"))
+    torch.cuda.synchronize()
+    assert out.item() == 4 and y is not None
+    want_ms = median_us(graphs[4].replay, 25, 100) / 1e3
+    got_ms = sorted(times)[len(times) // 2] * 1e3
+    assert got_ms == pytest.approx(want_ms, rel=0.25)
+    assert _graph_replays(mr, 5, torch.device("cuda")) is None
+    assert _graph_replays(SimpleNamespace(cuda_graph_runner=None), 1, "cuda") is None
