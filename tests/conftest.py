@@ -4,6 +4,12 @@ grouping of tests onto pytest-xdist workers.
 ``gpu``: needs a CUDA GPU; skipped when ``torch.cuda.is_available()`` is false.
 ``slow``: starts real servers or many processes (deselect with ``-m "not slow"``).
 
+Threads: every worker, and every process a test starts (servers, spawned ranks), runs torch
+with one thread (``OMP_NUM_THREADS=1`` unless the caller set it). Two workers on 2 cores,
+each starting servers of 2-3 processes, would otherwise run 2 OpenMP threads per process and
+lose the cores to oversubscription: a TP-2 server test took 63 s with sglang's default
+threads and 49 s with one, alone on the idle 2-core machine.
+
 Workers (``-n 2`` in pyproject.toml): a test file's tests run on one worker,
 so a module fixture (a spawned run, an interpreter subprocess, patched trees) is built once;
 every test under ``tests/e2e`` runs on one worker in collection order, because they share
@@ -12,6 +18,8 @@ worker, because they share one interpreter subprocess (``kernels/_standin_interp
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -28,6 +36,10 @@ MARKERS = {
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by every process a test starts
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
 
