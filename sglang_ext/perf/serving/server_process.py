@@ -46,7 +46,6 @@ from sglang_ext.perf.serving.server_probes import (
     is_alive,
     listener_pids,
     listens_on,
-    process_title,
 )
 
 __all__ = [
@@ -308,11 +307,17 @@ class ServerProcess:
             for p in [leader, *leader.children(recursive=True)]:
                 if not is_alive(p):
                     continue
-                title = seen[p.pid] = process_title(p)
                 try:
+                    cmd = " ".join(p.cmdline()).strip()
                     parent_title = seen.get(p.ppid())
                 except psutil.Error:
                     continue
+                if not cmd:
+                    # exiting: the kernel has dropped its command line (a short-lived fork
+                    # seen at its end would read as its 15-character comm, unlike its
+                    # parent's title); not a child to start watching
+                    continue
+                title = seen[p.pid] = cmd[:120]  # as process_title gives it
                 if title == parent_title:
                     # a fork that has not exec'd yet (or never will) inherits its
                     # parent's title; its exit is not the parent's death
