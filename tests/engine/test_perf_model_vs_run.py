@@ -20,7 +20,12 @@ Tolerances (median over 3 timed repeats; the first repeat warms up and is droppe
 * bubble fraction at N=2: measured / model within 1.5x either way (the issue's target);
   seen 1.07-1.4.
 
-Cost: two spawns (N=1, N=2), 20-45 s on the shared 2 cores, mostly process start-up.
+Each N gets up to 3 runs (fresh spawns) and passes when one run holds: starved ranks can
+inflate one run's measurement (seen once in a full-suite run: 35% over the model in two of
+three repeats), while a wrong model fails every run.
+
+Cost: two spawns (N=1, N=2), 20-45 s on the shared 2 cores, mostly process start-up; a
+failed run adds one more.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from sglang_ext.perf.dist_env import run_spawned
 
 PRESET, P, CHUNK, REPEATS = "tiny-moe-1e", 512, 128, 4
 PREFILL_TOL = 0.12
+ATTEMPTS = 3
 BUBBLE_FACTOR = 1.5
 BW_BYTES_PER_S, LATENCY_S = 2e9, 50e-6  # bench_sp_pp.py's defaults for the links
 
@@ -83,12 +89,11 @@ def _model(ranks: list[dict]) -> dict:
     )
 
 
-@pytest.mark.parametrize("n", [1, 2])
-def test_model_predicts_measured_prefill_and_bubble(n, tmp_path):
-    run_spawned(_worker, n, str(tmp_path), deadline_s=240)  # hang guard naming the rank
+def _check(n: int, out) -> str | None:
+    """One spawned run checked: None if the model holds, else what was measured."""
+    run_spawned(_worker, n, str(out), deadline_s=240)  # hang guard naming the rank
     recs = [
-        [json.loads(line)["metrics"] for line in open(tmp_path / f"rank{r}.jsonl")]
-        for r in range(n)
+        [json.loads(line)["metrics"] for line in open(out / f"rank{r}.jsonl")] for r in range(n)
     ]
     assert all(len(r) == REPEATS for r in recs)
     ratios, bubbles, lines = [], [], []
@@ -102,9 +107,27 @@ def test_model_predicts_measured_prefill_and_bubble(n, tmp_path):
             f"bubble measured {meas['bubble_frac']:.3f} model {model['bubble_frac']:.3f}"
         )
     what = f"N={n}\n" + "\n".join(lines)
-    assert abs(statistics.median(ratios) - 1) <= PREFILL_TOL, what
+    if abs(statistics.median(ratios) - 1) > PREFILL_TOL:
+        return f"{what}\nprefill model/measured median {statistics.median(ratios):.3f}"
     if n > 1:
         factor = statistics.median(m / p for m, p in bubbles)
-        assert 1 / BUBBLE_FACTOR <= factor <= BUBBLE_FACTOR, what
-    else:  # one stage never waits: the bubble is the unmodelled tail only
-        assert all(p == 0.0 and m < 0.1 for m, p in bubbles), what
+        if not 1 / BUBBLE_FACTOR <= factor <= BUBBLE_FACTOR:
+            return f"{what}\nbubble measured/model median {factor:.3f}"
+    elif not all(p == 0.0 and m < 0.1 for m, p in bubbles):
+        return f"{what}\none stage: the bubble must be the unmodelled tail only"
+    return None
+
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_model_predicts_measured_prefill_and_bubble(n, tmp_path):
+    """Up to ATTEMPTS runs, each a fresh spawn: the model must hold in one of them. A wrong
+    model (no bubble term: 24% under) fails every run; a run whose ranks the other tests
+    starved of the 2 cores (seen once in a full-suite run: measured 35% over the model in two
+    of three repeats, the third within 6%) gets another chance."""
+    fails = []
+    for attempt in range(ATTEMPTS):
+        why = _check(n, tmp_path / f"attempt{attempt}")
+        if why is None:
+            return
+        fails.append(f"attempt {attempt}: {why}")
+    pytest.fail("\n".join(fails))
