@@ -3,8 +3,8 @@
 `python -m sglang_ext.launch_server` serves the embedded one-expert default at TP 1
 and TP 2 (gloo); /generate and /v1/chat/completions must return the greedy tokens of
 a plain HF forward loop, and the server must shut down leaving no process behind.
-TP 1 and TP 2 in `tp` mode use the shared servers of conftest.py; the other layouts
-start their own.
+TP 1 and TP 2 in `tp` mode use the shared servers of conftest.py; the Transformers backend
+starts its own.
 """
 
 import json
@@ -40,11 +40,6 @@ def post(url: str, body: dict) -> dict:
     )
     with urllib.request.urlopen(req, timeout=120) as r:
         return json.loads(r.read())
-
-
-# the original fork's EP launch, scaled to 2 ranks: rewritten by launch_server to attention
-# TP1 x DP2 with the MoE over both ranks (--tp-size 2 --dp-size 2 --enable-dp-attention)
-ORIGINAL_EP = ["--tp-size", "1", "--dp-size", "2", "--enable-ep-moe", "--ep-size", "2"]
 
 
 def check_matches_hf(url: str, tp: int, greedy, tok) -> None:
@@ -123,36 +118,22 @@ def test_shared_tp1_server_shuts_down_on_sigterm(server_tp1):
     check_sigterm_ends_all(server_tp1, 1)
 
 
-@pytest.mark.parametrize(
-    "tp,mode,impl,extra",
-    # dp at TP 2 with sglang_ext's own flags is checked against HF by
-    # tests/perf/serving/test_compare.py (which starts that server anyway); here it is started
-    # with the original fork's EP flags
-    [
-        (2, None, "transformers", []),
-        (2, "dp", "native", ORIGINAL_EP),
-    ],
-    ids=["transformers-tp2", "dp-original-ep-launch"],
-)
-def test_server_matches_hf_and_shuts_down(tp, mode, impl, extra, greedy, tokenizer, tmp_path):
-    """impl 'transformers': sglang's Transformers backend (SGLANG_MODEL_IMPL, patches
-    0009/0011) with HF's own TP plan, the path the original fork fell into."""
-    args = list(extra or ["--tp-size", str(tp)])
-    args += ["--single-expert-mode", mode] if mode else []
-    env = {"SGLANG_MODEL_IMPL": impl if impl == "transformers" else "auto"}
-    srv = start_server("own", args, tmp_path, env=env)
+def test_transformers_backend_matches_hf_and_shuts_down(greedy, tokenizer, tmp_path):
+    """sglang's Transformers backend (SGLANG_MODEL_IMPL, patches 0009/0011) with HF's own TP
+    plan at TP 2, the path the original fork fell into. (dp, launched with the original
+    fork's EP flags, is checked against HF by tests/perf/serving/test_compare.py, which
+    starts that server anyway.)"""
+    srv = start_server(
+        "own", ["--tp-size", "2"], tmp_path, env={"SGLANG_MODEL_IMPL": "transformers"}
+    )
     try:
-        check_matches_hf(srv.url, tp, greedy, tokenizer)
-        check_sigterm_ends_all(srv, tp)
+        check_matches_hf(srv.url, 2, greedy, tokenizer)
+        check_sigterm_ends_all(srv, 2)
     finally:
         srv.proc.stop()
     log = srv.log()
-    if impl == "transformers":
-        assert "Using Transformers backend" in log
-        assert "SingleExpertMoE" not in log
-    else:  # every rank built the one-expert layer in the requested mode
-        for rank in range(tp):
-            assert f"SingleExpertMoE: mode {mode}, rank {rank} of {tp}" in log
+    assert "Using Transformers backend" in log
+    assert "SingleExpertMoE" not in log
 
 
 def test_single_expert_mode_refuses_a_multi_expert_model(tmp_path):

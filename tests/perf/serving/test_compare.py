@@ -1,4 +1,4 @@
-"""EP-vs-TP orchestration: a fake server command, and the real launcher at TP 2 against HF."""
+"""EP-vs-TP orchestration: a fake server command, and the real launcher on 2 ranks against HF."""
 
 import math
 import os
@@ -100,10 +100,12 @@ def _hf_greedy(model, ids: list[int], n: int) -> list[int]:
 
 
 @pytest.mark.slow
-def test_real_launcher_dp_vs_tp_at_tp2_match_hf(tmp_path, monkeypatch):
-    """dp and tp at TP 2 compute the same model differently: both must give HF's greedy
+def test_real_launcher_dp_vs_tp_on_2_ranks_match_hf(tmp_path, monkeypatch):
+    """dp and tp over 2 ranks compute the same model differently: both must give HF's greedy
     tokens (fp32 default model), each server must have run its mode on both ranks, and
-    the load must complete."""
+    the load must complete. dp is launched with the original fork's EP flags, as the study
+    configs launch it (``launch_server`` rewrites them to attention TP 1 x DP 2 with the
+    one-expert MoE over both ranks); tp is plain TP 2."""
     from transformers import AutoModelForCausalLM
 
     from sglang_ext.models.tiny import default_model_path
@@ -113,7 +115,7 @@ def test_real_launcher_dp_vs_tp_at_tp2_match_hf(tmp_path, monkeypatch):
     )
     cfg = CompareConfig(
         configs=(
-            "dp:--tp-size 2 --single-expert-mode dp",
+            "dp:--tp-size 1 --dp-size 2 --enable-ep-moe --ep-size 2 --single-expert-mode dp",
             "tp:--tp-size 2 --single-expert-mode tp",
         ),
         qps=(math.inf,),
@@ -137,7 +139,7 @@ def test_real_launcher_dp_vs_tp_at_tp2_match_hf(tmp_path, monkeypatch):
         greedy["dp"]["prompts"], greedy["dp"]["output_ids"], greedy["tp"]["output_ids"], strict=True
     ):
         want = _hf_greedy(model, ids, cfg.greedy_tokens)
-        assert dp_out == want, f"dp at TP 2: {dp_out} != HF {want} for prompt {ids}"
+        assert dp_out == want, f"dp (EP flags): {dp_out} != HF {want} for prompt {ids}"
         assert tp_out == want, f"tp at TP 2: {tp_out} != HF {want} for prompt {ids}"
     for label in ("dp", "tp"):
         log = (tmp_path / f"server_{label}.log").read_text()
