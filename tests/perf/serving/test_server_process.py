@@ -75,7 +75,10 @@ def test_pick_port_is_free_and_outside_this_machines_range():
     for _ in range(20):
         p = pick_port()
         assert not lo <= p <= hi
-        with socket.socket() as s:  # bindable right now
+        with socket.socket() as s:  # bindable right now, as servers bind (SO_REUSEADDR:
+            # without it a port with a connection in TIME_WAIT from an earlier test's
+            # server refuses the bind, which failed one fresh-clone run)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", p))
 
 
@@ -91,6 +94,7 @@ class _Seq:
 
 def test_pick_port_skips_held_and_excluded_ports():
     held = socket.socket()
+    held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
     held.bind(("127.0.0.1", pick_port()))
     held.listen()
     taken = held.getsockname()[1]
