@@ -27,6 +27,7 @@ __all__ = [
     "is_alive",
     "listener_pids",
     "listens_on",
+    "cmdline_title",
     "process_title",
 ]
 
@@ -75,10 +76,16 @@ def listener_pids(port: int) -> set[int | None]:
     }
 
 
+def cmdline_title(p: psutil.Process) -> str:
+    """The command line (or title, e.g. ``sglang::scheduler_TP0``) of ``p``, shortened; ''
+    when the kernel has dropped it (the process is exiting). Raises ``psutil.Error``."""
+    return " ".join(p.cmdline()).strip()[:120]
+
+
 def process_title(p: psutil.Process) -> str:
-    """The command line (or title, e.g. ``sglang::scheduler_TP0``) of ``p``, shortened."""
+    """:func:`cmdline_title`, else the 15-character comm; '?' when ``p`` is gone."""
     try:
-        return " ".join(p.cmdline()).strip()[:120] or p.name()
+        return cmdline_title(p) or p.name()
     except psutil.Error:
         return "?"
 

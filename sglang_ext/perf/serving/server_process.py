@@ -40,6 +40,7 @@ from sglang_ext.net import free_port, pick_port, port_is_free
 from sglang_ext.perf.serving.server_probes import (
     LogWatch,
     accepts,
+    cmdline_title,
     describe_pid,
     http_get,
     http_ok,
@@ -308,16 +309,16 @@ class ServerProcess:
                 if not is_alive(p):
                     continue
                 try:
-                    cmd = " ".join(p.cmdline()).strip()
+                    title = cmdline_title(p)
                     parent_title = seen.get(p.ppid())
                 except psutil.Error:
                     continue
-                if not cmd:
+                if not title:
                     # exiting: the kernel has dropped its command line (a short-lived fork
                     # seen at its end would read as its 15-character comm, unlike its
                     # parent's title); not a child to start watching
                     continue
-                title = seen[p.pid] = cmd[:120]  # as process_title gives it
+                seen[p.pid] = title
                 if title == parent_title:
                     # a fork that has not exec'd yet (or never will) inherits its
                     # parent's title; its exit is not the parent's death
