@@ -20,6 +20,7 @@ worker, because they share one interpreter subprocess (``kernels/_standin_interp
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -37,9 +38,9 @@ MARKERS = {
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by every process a test starts
-    import torch
-
-    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    torch = sys.modules.get("torch")
+    if torch is not None:  # imported before this hook read the variable; else torch reads it
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     for name, doc in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {doc}")
 
