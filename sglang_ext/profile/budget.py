@@ -105,7 +105,7 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
     from sglang_ext.perf.comm.devbw import device_copy_bw
     from sglang_ext.perf.profile.trace_analysis import load_events
 
-    from .decode_budget import decode_kernel_stats, top_kernels
+    from .decode_budget import decode_kernel_stats
     from .rank import StepRunner, init_dist
 
     sa = prepare_server_args(sglang_argv)
@@ -152,15 +152,15 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
         with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
             short.run()
         prof.export_chrome_trace(str(trace))
-        events = load_events(trace)
+        stats = decode_kernel_stats(load_events(trace))
         facts["rows"].append(
             {
                 "batch_size": b,
                 "decode_s": decode_s,
                 "prefill_s": prefill_s,
                 "graph_replay_s": graph_replay_s,
-                "stats": decode_kernel_stats(events),
-                "top_kernels": top_kernels(events),
+                "stats": stats,
+                "top_kernels": stats.pop("top_kernels"),
                 "trace": str(trace),
             }
         )

@@ -48,21 +48,31 @@ __all__ = [
 
 
 def decode_kernel_stats(
-    events: list[dict[str, Any]], step_name: str = "step::decode"
+    events: list[dict[str, Any]], step_name: str = "step::decode", top: int = 12
 ) -> dict[str, Any]:
-    """Per decode step: kernels, busy and span (us); their means; from Chrome trace events."""
+    """Per decode step: kernels, busy and span (us); their means; the ``top`` kernel names by
+    GPU time per step (decode steps only: the prefill before them is not counted); from
+    Chrome trace events."""
     steps = sorted((r.ts, r.end) for r in cpu_ranges(events) if r.name == step_name)
     if not steps:
         raise ValueError(f"no {step_name!r} CPU range in the trace: nothing to count")
     index = {s: i for i, s in enumerate(steps)}
     per: list[list[tuple[float, float]]] = [[] for _ in steps]
+    by_name: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
     for g in gpu_ops(events)[0]:
         if g.cat != "kernel":
             continue
         for r in g.enclosing:
             if r.name == step_name:
                 per[index[(r.ts, r.end)]].append((g.ts, g.end))
+                by_name[g.name][0] += 1
+                by_name[g.name][1] += g.end - g.ts
                 break
+    ranked = sorted(by_name.items(), key=lambda kv: -kv[1][1])[:top]
+    n = len(steps)
+    top_per_step = [
+        {"name": k[:120], "per_step": c / n, "us_per_step": t / n} for k, (c, t) in ranked
+    ]
     rows = []
     for (a, b), ks in zip(steps, per, strict=True):
         end = max([b] + [k[1] for k in ks])
@@ -74,18 +84,8 @@ def decode_kernel_stats(
         "gpu_busy_frac": sum(r["busy_us"] for r in rows) / span if span else 0.0,
         "step_span_ms": span / len(rows) / 1e3,
         "busy_ms_per_step": statistics.mean(r["busy_us"] for r in rows) / 1e3,
+        "top_kernels": top_per_step,
     }
-
-
-def top_kernels(events: list[dict[str, Any]], top: int = 10) -> list[dict[str, Any]]:
-    """Kernel names by total GPU time in the trace (the heaviest first)."""
-    tot: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
-    for e in events:
-        if e.get("ph") == "X" and e.get("cat") == "kernel":
-            tot[e["name"]][0] += 1
-            tot[e["name"]][1] += e.get("dur", 0.0)
-    ranked = sorted(tot.items(), key=lambda kv: -kv[1][1])[:top]
-    return [{"name": k[:120], "count": c, "total_us": t} for k, (c, t) in ranked]
 
 
 def kv_bytes_per_step(

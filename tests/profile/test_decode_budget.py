@@ -55,6 +55,13 @@ def test_kernel_count_busy_and_span_by_hand():
     assert s["kernels_per_step"] == 3
     assert s["gpu_busy_frac"] == pytest.approx(80 / 240)
     assert s["step_span_ms"] == pytest.approx(0.120)
+    # by name, per step (2 steps), decode steps only (copy between the steps and the orphan
+    # are not counted): gemm 20 + 20 + 10 = 50 us in 3 launches, rmsnorm 20, attn and silu 10
+    got = [(k["name"], k["per_step"], k["us_per_step"]) for k in s["top_kernels"]]
+    assert got[0] == ("gemm", 1.5, 25.0)
+    assert got[1] == ("rmsnorm", 0.5, 10.0)
+    assert sorted(got[2:]) == [("attn", 0.5, 5.0), ("silu", 0.5, 5.0)]
+    assert [k["name"] for k in decode_kernel_stats(EVENTS, top=1)["top_kernels"]] == ["gemm"]
 
 
 def test_no_step_range_is_an_error():
