@@ -21,11 +21,6 @@
 //   w2) goes to `lanes2` lanes of a warp, which split I in 16-byte vectors and reduce with
 //   shuffles; out[m, n] is rounded to the output dtype.
 //
-// * w2 prefetch (flag bit 0, on by default): before phase 1 each block asks L2 for the w2
-//   rows its phase 2 will read (rows n with n % grid == block; one bulk prefetch per row on
-//   sm_90, 128-byte line prefetches before it).  Their HBM reads then overlap phase 1 and the
-//   barrier, and phase 2 reads L2.  Weights are read-only: the flag changes timing only.
-//
 // Units are spread over blocks first (unit u runs on block u % grid), so small shapes use
 // every SM.  Deterministic: a fixed reduction order, no atomics.
 // Requirements (checked by the caller): contiguous tensors, 16-byte aligned base pointers,
@@ -76,19 +71,6 @@ __device__ __forceinline__ __nv_bfloat16 from_float(float v, const __nv_bfloat16
 
 __device__ __forceinline__ __half from_float(float v, const __half*) { return __float2half_rn(v); }
 
-// Ask L2 for `bytes` (a multiple of 16) at a 16-byte aligned global address; no register
-// result, so nothing waits for it.
-__device__ __forceinline__ void prefetch_l2(const void* ptr, int bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(ptr), "r"(bytes) : "memory");
-#else
-  const char* c = static_cast<const char*>(ptr);
-  for (int off = 0; off < bytes; off += 128) asm volatile("prefetch.global.L2 [%0];" ::"l"(c + off));
-#endif
-}
-
-constexpr int kPrefetchW2 = 1;  // Params::flags bit
-
 __device__ __forceinline__ float dot8(const float* a, const float* b) {
   float s = 0.f;
 #pragma unroll
@@ -105,7 +87,6 @@ struct Params {
   int M, H, I;
   int ksplit;  // warps per phase-1 unit: 1, 2, 4 or 8
   int lanes2;  // lanes per phase-2 row: a power of two <= 32
-  int flags;   // kPrefetchW2
 };
 
 template <typename T, int MT>
@@ -122,14 +103,6 @@ __global__ void __launch_bounds__(kThreads) fused_mlp_onelaunch_kernel(const Par
   const uint4* w2 = reinterpret_cast<const uint4*>(p.w2);
   T* out = reinterpret_cast<T*>(p.out);
   T* h = reinterpret_cast<T*>(p.h);
-
-  if (p.flags & kPrefetchW2) {  // phase 2 of this block reads rows n = blockIdx.x + k * grid
-    const int row_bytes = I * static_cast<int>(sizeof(T));
-    const char* w2b = static_cast<const char*>(p.w2);
-    for (int n = blockIdx.x + threadIdx.x * gridDim.x; n < H; n += kThreads * gridDim.x) {
-      prefetch_l2(w2b + static_cast<size_t>(n) * row_bytes, row_bytes);
-    }
-  }
 
   // ---- phase 1: h[m, i] = silu(x[m] . w13[i]) * (x[m] . w13[I + i]) ----------------------
   {
@@ -362,19 +335,18 @@ cudaError_t run(Params prm, int dtype, int blocks_per_sm, int ksplit_max, cudaSt
 
 extern "C" int sglang_ext_fused_mlp_onelaunch(const void* x, const void* w13, const void* w2,
                                               void* out, void* h, int M, int H, int I, int dtype,
-                                              int blocks_per_sm, int ksplit_max, int flags,
-                                              void* stream) {
+                                              int blocks_per_sm, int ksplit_max, void* stream) {
   const uintptr_t mis = reinterpret_cast<uintptr_t>(x) | reinterpret_cast<uintptr_t>(w13) |
                         reinterpret_cast<uintptr_t>(w2) | reinterpret_cast<uintptr_t>(h);
   if (mis % 16 != 0) return cudaErrorMisalignedAddress;
-  Params prm{x, w13, w2, out, h, M, H, I, 1, 1, flags};
+  Params prm{x, w13, w2, out, h, M, H, I, 1, 1};
   return run(prm, dtype, blocks_per_sm, ksplit_max, static_cast<cudaStream_t>(stream), true,
              nullptr);
 }
 
 extern "C" int sglang_ext_fused_mlp_onelaunch_plan(int M, int H, int I, int dtype,
                                                    int blocks_per_sm, int ksplit_max, int* out4) {
-  Params prm{nullptr, nullptr, nullptr, nullptr, nullptr, M, H, I, 1, 1, 0};
+  Params prm{nullptr, nullptr, nullptr, nullptr, nullptr, M, H, I, 1, 1};
   Plan plan;
   const cudaError_t err = run(prm, dtype, blocks_per_sm, ksplit_max, nullptr, false, &plan);
   if (err == cudaSuccess) {

@@ -14,12 +14,11 @@ extern "C" {
 // I % 8 == 0, 1 <= M <= 32.  h: workspace of M * I elements (same dtype), 16-byte aligned.
 // dtype: 0 = bfloat16, 1 = float16.  blocks_per_sm: cap on resident blocks per SM (the grid
 // is min(occupancy, blocks_per_sm) * SMs).  ksplit_max: cap on the warps sharing one
-// phase-1 row pair (0 = no cap beyond 8).  flags: bit 0 asks L2 for w2 before phase 1
-// (timing only, the result is the same).  stream: a cudaStream_t.
+// phase-1 row pair (0 = no cap beyond 8).  stream: a cudaStream_t.
 // Returns a cudaError_t (0 = success).
 int sglang_ext_fused_mlp_onelaunch(const void* x, const void* w13, const void* w2, void* out,
                                    void* h, int M, int H, int I, int dtype, int blocks_per_sm,
-                                   int ksplit_max, int flags, void* stream);
+                                   int ksplit_max, void* stream);
 
 // The launch shape the call above would use: writes grid blocks, ksplit, lanes per phase-2
 // row and dynamic shared memory bytes into out4.  Returns a cudaError_t.

@@ -29,7 +29,6 @@ MAX_M = 32
 """Largest token count the kernel takes (SGLANG_EXT_ONELAUNCH_MAX_M in the header)."""
 SOURCE = "fused_mlp_onelaunch.cu"
 _DTYPES = {torch.bfloat16: 0, torch.float16: 1}
-_PREFETCH_W2 = 1  # the kernel's flags bit (kPrefetchW2 in the .cu file)
 _ARCH_FLAGS = [
     "-gencode=arch=compute_90a,code=sm_90a",
     "-gencode=arch=compute_90,code=sm_90",
@@ -129,7 +128,7 @@ def _bind(path: Path) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(path))
     lib.sglang_ext_fused_mlp_onelaunch.restype = ctypes.c_int
     lib.sglang_ext_fused_mlp_onelaunch.argtypes = (
-        [ctypes.c_void_p] * 5 + [ctypes.c_int] * 7 + [ctypes.c_void_p]
+        [ctypes.c_void_p] * 5 + [ctypes.c_int] * 6 + [ctypes.c_void_p]
     )
     lib.sglang_ext_fused_mlp_onelaunch_plan.restype = ctypes.c_int
     lib.sglang_ext_fused_mlp_onelaunch_plan.argtypes = [ctypes.c_int] * 6 + [
@@ -220,20 +219,15 @@ def _check(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, out: torch.Tens
 
 @torch.library.custom_op("sglang_ext::fused_mlp_onelaunch", mutates_args=())
 def _onelaunch_op(
-    x: torch.Tensor,
-    w13: torch.Tensor,
-    w2: torch.Tensor,
-    blocks_per_sm: int,
-    ksplit_max: int,
-    flags: int,
+    x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, blocks_per_sm: int, ksplit_max: int
 ) -> torch.Tensor:
     """The launch as a torch op, so torch.compile (sglang's --enable-torch-compile) keeps it
     in its graph as one opaque call instead of tracing the ctypes launch."""
-    return _launch(x, w13, w2, None, blocks_per_sm, ksplit_max, flags)
+    return _launch(x, w13, w2, None, blocks_per_sm, ksplit_max)
 
 
 @_onelaunch_op.register_fake
-def _(x, w13, w2, blocks_per_sm, ksplit_max, flags):
+def _(x, w13, w2, blocks_per_sm, ksplit_max):
     return x.new_empty((x.shape[0], w2.shape[0]))
 
 
@@ -245,18 +239,14 @@ def fused_swiglu_mlp_cuda(
     out: torch.Tensor | None = None,
     blocks_per_sm: int = 2,
     ksplit_max: int = 0,
-    prefetch_w2: bool = True,
 ) -> torch.Tensor:
     """x: [M, H], w13: [2I, H], w2: [H, I] -> out [M, H]; one launch on the current stream.
 
-    ``prefetch_w2``: each block asks L2 for its phase-2 rows of w2 before phase 1 (timing
-    only; the result is the same).  Under torch.compile the launch goes through the
-    registered op ``sglang_ext::fused_mlp_onelaunch`` (eager calls skip the dispatcher's
-    host cost)."""
-    flags = _PREFETCH_W2 if prefetch_w2 else 0
+    Under torch.compile the launch goes through the registered op ``sglang_ext::
+    fused_mlp_onelaunch`` (eager calls skip the dispatcher's host cost)."""
     if out is None and torch.compiler.is_compiling():
-        return _onelaunch_op(x, w13, w2, blocks_per_sm, ksplit_max, flags)
-    return _launch(x, w13, w2, out, blocks_per_sm, ksplit_max, flags)
+        return _onelaunch_op(x, w13, w2, blocks_per_sm, ksplit_max)
+    return _launch(x, w13, w2, out, blocks_per_sm, ksplit_max)
 
 
 def _launch(
@@ -266,7 +256,6 @@ def _launch(
     out: torch.Tensor | None,
     blocks_per_sm: int,
     ksplit_max: int,
-    flags: int,
 ) -> torch.Tensor:
     _check(x, w13, w2, out)
     m, hidden = x.shape
@@ -291,7 +280,6 @@ def _launch(
             _DTYPES[x.dtype],
             blocks_per_sm,
             ksplit_max,
-            flags,
             stream,
         )
     _raise(lib, err, f"launch (M={m}, H={hidden}, I={inter})")

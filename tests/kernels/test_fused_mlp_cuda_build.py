@@ -57,7 +57,7 @@ def test_c_abi_checks_shapes_before_touching_the_device(built_lib):
     assert b"invalid argument" in lib.sglang_ext_cuda_error_string(CUDA_ERROR_INVALID_VALUE)
     err = plan(1, 2048, 96, 0, 2, 0, out4)  # a valid shape: the runtime finds no GPU here
     assert err != 0 and err != CUDA_ERROR_INVALID_VALUE
-    err = lib.sglang_ext_fused_mlp_onelaunch(1, 16, 16, 16, 16, 1, 2048, 96, 0, 2, 0, 1, None)
+    err = lib.sglang_ext_fused_mlp_onelaunch(1, 16, 16, 16, 16, 1, 2048, 96, 0, 2, 0, None)
     assert err != 0, "a launch without a GPU must report an error"
 
 

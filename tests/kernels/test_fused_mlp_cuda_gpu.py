@@ -75,23 +75,18 @@ def test_matches_float64_many_repeats(dtype, shape):
     assert not failures, f"seed {SEED} {dtype} H={hidden} I={inter}: " + "; ".join(failures)
 
 
-@pytest.mark.parametrize(
-    "blocks_per_sm,ksplit_max,prefetch",
-    [(1, 0, True), (4, 0, True), (2, 1, True), (2, 2, True), (2, 0, False), (4, 0, False)],
-)
-def test_launch_shapes_agree(blocks_per_sm, ksplit_max, prefetch):
-    """Other grids, K-splits and the w2 prefetch off: float64's answer within rounding, and
-    without the prefetch the same bits as with it (it only asks L2 for read-only weights)."""
+@pytest.mark.parametrize("blocks_per_sm,ksplit_max", [(1, 0), (4, 0), (2, 1), (2, 2)])
+def test_launch_shapes_agree(blocks_per_sm, ksplit_max):
+    """Other grids and K-splits give the same answer within rounding (fixed-order sums)."""
     gen = torch.Generator(device="cuda").manual_seed(SEED)
     for hidden, inter in SHAPES[:4]:
         for m in (1, 7, 32):
             x, w13, w2 = _inputs(m, hidden, inter, torch.bfloat16, gen)
-            kw = {"blocks_per_sm": blocks_per_sm, "ksplit_max": ksplit_max}
-            out = cuda_onelaunch.fused_swiglu_mlp_cuda(x, w13, w2, prefetch_w2=prefetch, **kw)
+            out = cuda_onelaunch.fused_swiglu_mlp_cuda(
+                x, w13, w2, blocks_per_sm=blocks_per_sm, ksplit_max=ksplit_max
+            )
             msg = _error(out, x, w13, w2)
             assert msg is None, f"seed {SEED} H={hidden} I={inter} M={m}: {msg}"
-            other = cuda_onelaunch.fused_swiglu_mlp_cuda(x, w13, w2, prefetch_w2=not prefetch, **kw)
-            assert torch.equal(out, other), f"H={hidden} I={inter} M={m}: prefetch changed bits"
 
 
 def test_bitwise_repeatable_and_allocates_out():
