@@ -11,7 +11,6 @@ the copy, and the copy's parent directory is put first on ``sys.path`` and on
 
 from __future__ import annotations
 
-import compileall
 import logging
 import os
 import shutil
@@ -21,7 +20,7 @@ from pathlib import Path
 from sglang_ext.cache import build_once, cache_dir
 from sglang_ext.patching import source
 
-__all__ = ["ensure_patched_sglang", "activate"]
+__all__ = ["ensure_patched_sglang", "activate", "byte_compile"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,11 +49,26 @@ def ensure_patched_sglang(series: source.PatchSeries | None = None) -> Path | No
         # another user owns, every server process would compile what it imports again
         # (about 2 s of CPU per process, 4 processes per TP-2 server).
         # (ddir: the code objects name the files where they will be, not this temp folder)
-        if not compileall.compile_dir(out / "sglang", ddir=root / "sglang", quiet=1, workers=0):
-            logger.warning("some files of the patched copy %s did not byte-compile", out)
+        byte_compile(out / "sglang", root / "sglang")
 
     root = cache_dir() / "overlay" / series.digest()[:16]
     return build_once(root, build, done=f"sglang/{source.STAMP_NAME}")
+
+
+def byte_compile(tree: Path, ddir: Path, timeout_s: float = 600.0) -> None:
+    """``python -m compileall -j 0`` of ``tree`` in a child process (its own group, killed
+    past ``timeout_s``): ``ddir`` is where the files will be. In a child because compileall's
+    worker pool is a forkserver one, whose workers import the caller's ``__main__``: a script
+    without a ``__main__`` guard that builds the overlay at its top level would otherwise run
+    again in each worker and wait for its own build's lock."""
+    from sglang_ext.perf.serving.server_process import run_in_group
+
+    cmd = [sys.executable, "-m", "compileall", "-q", "-j", "0", "-d", str(ddir), str(tree)]
+    rc = run_in_group(cmd, timeout_s=timeout_s)
+    if rc is None:
+        raise TimeoutError(f"byte-compiling {tree} took over {timeout_s:.0f} s: {cmd}")
+    if rc:
+        logger.warning("some files of %s did not byte-compile (compileall exit %d)", tree, rc)
 
 
 def activate(path: Path | None) -> None:

@@ -12,8 +12,14 @@ from __future__ import annotations
 import filecmp
 import importlib.util
 import marshal
+import os
+import signal
 import struct
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 from sglang_ext.patching import overlay, source
 
@@ -62,3 +68,60 @@ def test_patched_copy_is_patched_and_byte_compiled(tmp_path, monkeypatch, series
     before = (copy / "__init__.py").stat().st_mtime_ns
     assert overlay.ensure_patched_sglang(series) == root
     assert (copy / "__init__.py").stat().st_mtime_ns == before
+
+
+UNGUARDED = """
+import multiprocessing
+import sys
+from pathlib import Path
+
+from sglang_ext.cache import build_once
+from sglang_ext.patching import overlay
+
+root = Path(sys.argv[1])
+# what Python 3.12's compileall does itself (and many CUDA programs set): workers come from a
+# forkserver, and each imports the main script
+multiprocessing.set_start_method("forkserver", force=True)
+
+
+def build(out):
+    (out / "pkg").mkdir(parents=True)
+    for i in range(4):
+        (out / "pkg" / f"m{i}.py").write_text(f"X = {i}\\n")
+    overlay.byte_compile(out / "pkg", root / "pkg")
+
+
+build_once(root, build, done="pkg/m0.py", deadline_s=30)
+print("built", flush=True)
+"""
+
+
+def test_byte_compile_from_a_script_without_a_main_guard(tmp_path):
+    """A user's script that builds at its top level (no ``if __name__ == '__main__'``):
+    compileall's forkserver workers import the caller's ``__main__``, so compiling in the
+    caller's process (Python 3.12, or 3.11 with the forkserver start method, as here) ran the
+    script again in each worker, which then waited for the lock its parent held (a hang on
+    the lent GPU).  The build must finish, with bytecode that
+    names the files where they end up."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED)
+    root = tmp_path / "root"
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, _ = proc.communicate()
+        pytest.fail(f"the unguarded build hung for 120 s:\n{out[-2000:]}")
+    assert proc.returncode == 0 and "built" in out, out[-2000:]
+    for i in range(4):
+        py = root / "pkg" / f"m{i}.py"
+        _check_pyc(py)
+        code = marshal.loads(Path(importlib.util.cache_from_source(str(py))).read_bytes()[16:])
+        assert code.co_filename == str(py), code.co_filename
