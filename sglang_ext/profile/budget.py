@@ -132,6 +132,8 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
         "disable_cuda_graph": sa.disable_cuda_graph,
         "enable_torch_compile": sa.enable_torch_compile,
         "triton_attention_num_kv_splits": sa.triton_attention_num_kv_splits,
+        # SGLANG_TRITON_DECODE_ATTN_STATIC_KV_SPLITS: always that many splits (None: no Triton)
+        "triton_attention_static_kv_splits": getattr(mr.attn_backend, "static_kv_splits", None),
         "standin_impl": _standin_impl(),
         "rows": [],
     }
@@ -216,6 +218,7 @@ def budget_record(
                 "disable_cuda_graph",
                 "enable_torch_compile",
                 "triton_attention_num_kv_splits",
+                "triton_attention_static_kv_splits",
                 "standin_impl",
             )
         },  # fmt: skip

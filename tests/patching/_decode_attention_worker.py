@@ -57,30 +57,19 @@ def ttir() -> dict:
 def interpret() -> dict:
     from sglang.srt.layers.attention.triton_ops.decode_attention import decode_attention_fwd
 
+    from sglang_ext.perf.kernel_bench.decode_attention import reference, scattered_cache
+
     g = torch.Generator().manual_seed(0)
     lens, d, splits, res = [37, 70, 1], 64, 2, {}
     for case, (h, hkv) in {"mha": (2, 2), "gqa": (4, 1)}.items():
-        b, total = len(lens), sum(lens) + 5
-        q = torch.randn(b, h, d, generator=g)
-        k = torch.randn(total, hkv, d, generator=g)
-        v = torch.randn(total, hkv, d, generator=g)
-        perm = torch.randperm(total, generator=g)[: sum(lens)].int()  # scattered cache slots
-        indptr = torch.tensor([0] + lens).cumsum(0).int()
+        b = len(lens)
+        q, k, v, indptr, perm = scattered_cache(lens, h, hkv, d, generator=g)
         o = torch.full((b, h, d), float("nan"))
         logits = torch.empty(b, h, splits, d)
         lse = torch.empty(b, h, splits)
         nsplit = torch.full((b,), splits, dtype=torch.int32)
-        scale = d**-0.5
-        decode_attention_fwd(q, k, v, o, indptr, perm, logits, lse, nsplit, splits, scale)
-        err = 0.0
-        for i in range(b):
-            idx = perm[indptr[i] : indptr[i + 1]].long()
-            kk = k[idx].double().repeat_interleave(h // hkv, 1)  # [L, H, d]
-            vv = v[idx].double().repeat_interleave(h // hkv, 1)
-            p = torch.softmax(torch.einsum("hd,lhd->hl", q[i].double(), kk) * scale, -1)
-            want = torch.einsum("hl,lhd->hd", p, vv)
-            err = max(err, (o[i].double() - want).abs().max().item())
-        res[case] = err
+        decode_attention_fwd(q, k, v, o, indptr, perm, logits, lse, nsplit, splits, d**-0.5)
+        res[case] = (o.double() - reference(q, k, v, indptr, perm)).abs().max().item()
     return res
 
 

@@ -16,13 +16,14 @@ import torch
 
 from .roofline import InputSet
 
-__all__ = ["import_fused_moe", "sglang_impls"]
+__all__ = ["activate_sglang", "import_fused_moe", "sglang_impls"]
 
 logger = logging.getLogger(__name__)
 
 
-def import_fused_moe() -> tuple[object, list[str]]:
-    """sglang's ``fused_moe`` module and notes on how it was set up (for the records)."""
+def activate_sglang() -> list[str]:
+    """Put the patched sglang (and, without sgl_kernel, the stand-in) first on the path, as
+    ``launch_server`` does; notes on what was set up (for the records)."""
     from sglang_ext import compat
     from sglang_ext.patching import overlay
 
@@ -34,6 +35,12 @@ def import_fused_moe() -> tuple[object, list[str]]:
         notes.append(f"sgl_kernel: the sglang_ext.compat stand-in ({compat.standin_path()})")
     else:
         notes.append("sgl_kernel: the installed package")
+    return notes
+
+
+def import_fused_moe() -> tuple[object, list[str]]:
+    """sglang's ``fused_moe`` module and notes on how it was set up (for the records)."""
+    notes = activate_sglang()
     from sglang.srt.layers.moe.fused_moe_triton import fused_moe
 
     for note in notes:

@@ -1,0 +1,16 @@
+"""sglang 0.4.7's Triton GQA decode attention (stage 1 + stage 2) on the GPU, per batch size:
+its KV-split rule and other stage-1 launches, against the KV-read floor and fp32.
+
+python bench/bench_decode_attention.py                         # both presets, batch 1..128
+python bench/bench_decode_attention.py --presets qwen3-30b-a3b-1e --batch-sizes 32 128 \
+    --configs n32w4s2 n64w4s3 --splits sglang 8
+Records: bench/results/<gpu>/decode_attention.jsonl (config.stage1, config.kv_splits,
+config.is_sglang_default; metrics median_us, floor_us, speedup_vs_sglang_default).
+"""
+
+import sys
+
+from sglang_ext.perf.kernel_bench.decode_attention import main
+
+if __name__ == "__main__":
+    sys.exit(main())

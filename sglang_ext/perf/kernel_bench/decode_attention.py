@@ -1,0 +1,340 @@
+"""sglang 0.4.7's Triton decode attention at decode shapes: its KV-split rule, and its
+grouped (GQA) stage-1 kernel under other block configurations.
+
+sglang's Triton backend (the attention the served model runs here) splits each sequence's
+KV into ``num_kv_splits`` parts by a rule (``get_num_kv_splits_triton``): one program per
+(sequence, head group, split) in stage 1, then stage 2 merges the splits.  The stage-1
+launch is fixed at ``BLOCK_N=32, num_warps=4, num_stages=2``.  On the H200 the rule gives
+one split per sequence at batch 128 and 530 tokens, where stage 1 took 53 us per layer
+against a 16 us KV-read floor (README, Benchmarks).
+
+* :func:`sglang_kv_splits`: that rule for ``batch`` sequences of one length (the Triton
+  kernel's arithmetic, checked against the kernel itself under the interpreter);
+* :func:`grouped_decode`: stage 1 (any :class:`Stage1Config`) and sglang's stage 2;
+* :func:`reference`: float64 softmax attention over each sequence's cached tokens.
+
+``bench/bench_decode_attention.py`` times them on a GPU.  Import sglang first through
+:func:`sglang_ext.perf.kernel_bench.sglang_baseline.activate_sglang` (the patched copy).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import torch
+
+__all__ = [
+    "AttnBenchArgs",
+    "SGLANG_STAGE1",
+    "Stage1Config",
+    "bench_point",
+    "grouped_decode",
+    "parse_config",
+    "preset_heads",
+    "reference",
+    "scattered_cache",
+    "sglang_kv_splits",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Stage1Config:
+    """Launch parameters of ``_fwd_grouped_kernel_stage1``."""
+
+    block_n: int = 32
+    """KV tokens per loop step (a power of two)."""
+    num_warps: int = 4
+    num_stages: int = 2
+
+    @property
+    def name(self) -> str:
+        return f"n{self.block_n}w{self.num_warps}s{self.num_stages}"
+
+
+SGLANG_STAGE1 = Stage1Config()
+"""What sglang 0.4.7 launches on CUDA (``_decode_grouped_att_m_fwd``)."""
+
+
+def sglang_kv_splits(
+    batch: int,
+    seq_len: int,
+    *,
+    num_heads: int,
+    num_kv_heads: int,
+    max_kv_splits: int,
+    sm_count: int,
+) -> int:
+    """``num_kv_splits`` that sglang's rule gives each of ``batch`` sequences of
+    ``seq_len`` tokens (``triton_backend.get_num_kv_splits_triton``, one group)."""
+    if min(batch, seq_len, num_heads, num_kv_heads, max_kv_splits) < 1:
+        raise ValueError("batch, seq_len, heads and max_kv_splits must be >= 1")
+    import numpy as np
+
+    # equal lengths: max == min, so the first candidate is one split per sequence
+    chunk_1 = seq_len
+    f32 = np.float32  # the kernel computes the core budget in float32, then truncates
+    cores = int(f32(sm_count) * max(np.log2(f32(seq_len) / f32(64.0)), f32(1.0)))
+    group = num_heads // num_kv_heads
+    block_h = 16 if group == 1 else min(16, group)
+    grid = batch * (num_heads if group == 1 else math.ceil(num_heads / block_h))
+    splits_2 = min(math.ceil(cores / grid), max_kv_splits)
+    chunk_2 = math.ceil(seq_len / splits_2)
+    return max(math.ceil(seq_len / chunk_1), math.ceil(seq_len / chunk_2))
+
+
+def grouped_decode(
+    q: torch.Tensor,
+    k_buffer: torch.Tensor,
+    v_buffer: torch.Tensor,
+    kv_indptr: torch.Tensor,
+    kv_indices: torch.Tensor,
+    num_kv_splits: torch.Tensor,
+    max_kv_splits: int,
+    *,
+    config: Stage1Config = SGLANG_STAGE1,
+    out: torch.Tensor | None = None,
+    workspace: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """sglang's GQA decode attention with stage 1 launched as ``config`` says.
+
+    q [B, H, D]; k_buffer, v_buffer [slots, Hkv, D]; kv_indptr [B + 1] (int32) and
+    kv_indices (the cache slots of each sequence's tokens); num_kv_splits [B] (int32,
+    each <= max_kv_splits).  ``workspace``: stage 1's (logits [B, H, max_kv_splits, D],
+    lse [B, H, max_kv_splits]) float32 buffers, allocated when None.  Returns out [B, H, D].
+    """
+    import triton
+    from sglang.srt.layers.attention.triton_ops import decode_attention as da
+
+    b, h, d = q.shape
+    hkv = k_buffer.shape[1]
+    group = h // hkv
+    if group < 2 or h % hkv:
+        raise ValueError(f"{h} query heads over {hkv} KV heads: the grouped kernel needs GQA")
+    if config.block_n < 16 or config.block_n & (config.block_n - 1):
+        raise ValueError(f"block_n={config.block_n}: a power of two >= 16")
+    if workspace is None:
+        workspace = (
+            torch.empty(b, h, max_kv_splits, d, dtype=torch.float32, device=q.device),
+            torch.empty(b, h, max_kv_splits, dtype=torch.float32, device=q.device),
+        )
+    att, lse = workspace
+    if out is None:
+        out = torch.empty_like(q)
+    block_h = 16
+    grid = (b, triton.cdiv(h, min(block_h, group)), max_kv_splits)
+    da._fwd_grouped_kernel_stage1[grid](
+        q, k_buffer, v_buffer, d**-0.5, kv_indptr, kv_indices, att, lse, num_kv_splits,
+        q.stride(0), q.stride(1), k_buffer.stride(0), k_buffer.stride(1),
+        v_buffer.stride(0), v_buffer.stride(1), att.stride(0), att.stride(1), att.stride(2),
+        kv_group_num=group, q_head_num=h, BLOCK_DMODEL=triton.next_power_of_2(d),
+        BLOCK_DPE=0, BLOCK_DV=triton.next_power_of_2(d), BLOCK_N=config.block_n,
+        BLOCK_H=block_h, MIN_BLOCK_KV=da._MIN_BLOCK_KV, logit_cap=0.0,
+        num_warps=config.num_warps, num_stages=config.num_stages, Lk=d, Lv=d,
+    )  # fmt: skip
+    da._decode_softmax_reducev_fwd(
+        att, lse, q, out, v_buffer, kv_indptr, num_kv_splits, max_kv_splits
+    )
+    return out
+
+
+def scattered_cache(
+    lens: list[int],
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    *,
+    generator: torch.Generator,
+    spare: int = 5,
+) -> tuple[torch.Tensor, ...]:
+    """Random float32 (q, k_buffer, v_buffer, kv_indptr, kv_indices) for sequences of
+    ``lens`` tokens whose cache slots are scattered over a pool ``spare`` slots larger."""
+    b, total = len(lens), sum(lens) + spare
+    q = torch.randn(b, heads, head_dim, generator=generator)
+    k = torch.randn(total, kv_heads, head_dim, generator=generator)
+    v = torch.randn(total, kv_heads, head_dim, generator=generator)
+    idx = torch.randperm(total, generator=generator)[: sum(lens)].int()
+    indptr = torch.tensor([0] + lens).cumsum(0).int()
+    return q, k, v, indptr, idx
+
+
+def reference(
+    q: torch.Tensor,
+    k_buffer: torch.Tensor,
+    v_buffer: torch.Tensor,
+    kv_indptr: torch.Tensor,
+    kv_indices: torch.Tensor,
+) -> torch.Tensor:
+    """float64 softmax(q k^T / sqrt(D)) v over each sequence's cached tokens: [B, H, D]."""
+    b, h, d = q.shape
+    group = h // k_buffer.shape[1]
+    out = torch.empty(b, h, d, dtype=torch.float64, device=q.device)
+    for i in range(b):
+        idx = kv_indices[int(kv_indptr[i]) : int(kv_indptr[i + 1])].long()
+        k = k_buffer[idx].double().repeat_interleave(group, 1)  # [L, H, D]
+        v = v_buffer[idx].double().repeat_interleave(group, 1)
+        p = torch.softmax(torch.einsum("hd,lhd->hl", q[i].double(), k) * d**-0.5, -1)
+        out[i] = torch.einsum("hl,lhd->hd", p, v)
+    return out
+
+
+# ---- the GPU bench (bench/bench_decode_attention.py) --------------------------------------
+
+
+def preset_heads(preset: str) -> tuple[int, int, int]:
+    """(query heads, KV heads, head dim) of a ``sglang_ext.presets`` model at TP 1."""
+    from sglang_ext.presets import preset_config
+
+    c = preset_config(preset)
+    return c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
+
+
+@dataclass(kw_only=True, slots=True)
+class AttnBenchArgs:
+    """What the decode-attention bench runs."""
+
+    presets: list[str] = field(default_factory=lambda: ["qwen3-30b-a3b-1e", "qwen3-235b-a22b-1e"])
+    """Attention shapes: sglang_ext.presets names."""
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8, 32, 64, 128])
+    """Sequences per decode step."""
+    context_len: int = 530
+    """KV tokens per sequence (decode_budget's mean: 512 prompt + 1 + 16 + 1)."""
+    configs: list[str] = field(
+        default_factory=lambda: ["n32w4s2", "n32w4s3", "n64w4s2", "n64w4s3", "n64w8s3", "n128w8s2"]
+    )
+    """Stage-1 launches, n<BLOCK_N>w<num_warps>s<num_stages>; n32w4s2 is sglang's."""
+    splits: list[str] = field(default_factory=lambda: ["sglang", "8", "16"])
+    """KV splits per sequence: ``sglang`` (its rule at --max-kv-splits) or a fixed count."""
+    max_kv_splits: int = 8
+    """sglang's --triton-attention-num-kv-splits (its default 8), for the ``sglang`` rule."""
+    rep_ms: float = 30.0
+    """do_bench repetition budget per measurement."""
+    output_file: str = ""
+    """Default bench/results/<gpu>/decode_attention.jsonl."""
+
+    def __post_init__(self) -> None:
+        from sglang_ext.presets import PRESETS
+
+        bad = [p for p in self.presets if p not in PRESETS]
+        if bad:
+            raise ValueError(f"unknown presets {bad}; choose from {list(PRESETS)}")
+        for c in self.configs:
+            parse_config(c)
+        for s in self.splits:
+            if s != "sglang" and not (s.isdigit() and int(s) >= 1):
+                raise ValueError(f"--splits {s!r}: 'sglang' or a count >= 1")
+        if min(self.batch_sizes, default=0) < 1 or self.context_len < 1:
+            raise ValueError("--batch-sizes and --context-len must be >= 1")
+
+
+def parse_config(text: str) -> Stage1Config:
+    """'n64w4s3' -> Stage1Config(64, 4, 3); a clear error otherwise."""
+    m = re.fullmatch(r"n(\d+)w(\d+)s(\d+)", text)
+    if not m:
+        raise ValueError(f"stage-1 config {text!r}: write n<BLOCK_N>w<num_warps>s<num_stages>")
+    return Stage1Config(*(int(g) for g in m.groups()))
+
+
+def bench_point(
+    preset: str, batch: int, args: AttnBenchArgs, copy_gbps: float, sm_count: int
+) -> list[tuple[dict, dict]]:
+    """(config, metrics) rows of one (preset, batch): every stage-1 config x split count,
+    graph medians over KV regions that rotate past the L2, each checked against fp32."""
+    from sglang_ext.perf.timing import time_graph
+
+    h, hkv, d = preset_heads(preset)
+    seq = args.context_len
+    kv_bytes = 2 * batch * seq * hkv * d * 2  # K and V, bf16
+    regions = max(2, math.ceil((256 << 20) / kv_bytes))
+    dev = torch.device("cuda")
+    g = torch.Generator(device=dev).manual_seed(0)
+    kb = torch.randn(regions * batch * seq, hkv, d, device=dev, dtype=torch.bfloat16, generator=g)
+    vb = torch.randn(regions * batch * seq, hkv, d, device=dev, dtype=torch.bfloat16, generator=g)
+    q = torch.randn(batch, h, d, device=dev, dtype=torch.bfloat16, generator=g)
+    indptr = torch.arange(batch + 1, device=dev, dtype=torch.int32) * seq
+    sets = [
+        torch.arange(r * batch * seq, (r + 1) * batch * seq, device=dev) for r in range(regions)
+    ]
+    ref = reference(q, kb, vb, indptr, sets[0]).float()
+    rule = sglang_kv_splits(batch, seq, num_heads=h, num_kv_heads=hkv,
+                            max_kv_splits=args.max_kv_splits, sm_count=sm_count)  # fmt: skip
+    counts = sorted({rule if s == "sglang" else int(s) for s in args.splits})
+    rows = []
+    for text in args.configs:
+        cfg = parse_config(text)
+        for n in counts:
+            maxs = max(n, args.max_kv_splits)
+            ns = torch.full((batch,), n, device=dev, dtype=torch.int32)
+            ws = (
+                torch.empty(batch, h, maxs, d, dtype=torch.float32, device=dev),
+                torch.empty(batch, h, maxs, dtype=torch.float32, device=dev),
+            )
+            out = torch.empty_like(q)
+
+            def call(idx, cfg=cfg, ns=ns, maxs=maxs, ws=ws, out=out):
+                grouped_decode(q, kb, vb, indptr, idx, ns, maxs, config=cfg, out=out, workspace=ws)
+
+            call(sets[0])
+            err = ((out.float() - ref).abs().max() / ref.abs().max()).item()
+            us = time_graph(call, sets, rep_ms=args.rep_ms)
+            conf = {"preset": preset, "batch_size": batch, "context_len": seq, "heads": h,
+                    "kv_heads": hkv, "head_dim": d, "stage1": cfg.name, "kv_splits": n,
+                    "sglang_rule_splits": rule, "max_kv_splits": maxs,
+                    "is_sglang_default": cfg == SGLANG_STAGE1 and n == rule}  # fmt: skip
+            floor = kv_bytes / (copy_gbps * 1e3)
+            rows.append((conf, {"median_us": us, "kv_bytes": kv_bytes, "floor_us": floor,
+                                "ratio_to_floor": us / floor, "max_rel_err_vs_fp32": err}))  # fmt: skip
+    base = [m["median_us"] for c, m in rows if c["is_sglang_default"]]
+    for _, m in rows:
+        m["speedup_vs_sglang_default"] = base[0] / m["median_us"] if base else None
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python bench/bench_decode_attention.py``: every (preset, batch, stage-1 config,
+    split count) timed on the GPU, one record each, and a table of the fastest per batch."""
+    import argparse
+    import sys
+
+    from sglang_ext.cli import add_dataclass_args, dataclass_from_args
+    from sglang_ext.perf.records import append_jsonl, collect_env, make_record
+    from sglang_ext.perf.timing import copy_us
+    from sglang_ext.profile.decode_budget import gpu_folder
+
+    from .sglang_baseline import activate_sglang
+
+    p = argparse.ArgumentParser(
+        prog="python bench/bench_decode_attention.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_dataclass_args(p, AttnBenchArgs)
+    args = dataclass_from_args(AttnBenchArgs, p.parse_args(argv))
+    if not torch.cuda.is_available():
+        print("error: the decode-attention bench needs a CUDA GPU", file=sys.stderr)
+        return 2
+    notes = activate_sglang()
+    env = collect_env()
+    us, nbytes = copy_us()
+    copy_gbps = nbytes / us / 1e3
+    props = torch.cuda.get_device_properties(0)
+    out = args.output_file or f"bench/results/{gpu_folder(props.name)}/decode_attention.jsonl"
+    run = {"copy_gbps": copy_gbps, "sm_count": props.multi_processor_count, "setup": notes}
+    print(f"copy {copy_gbps:.0f} GB/s, {props.multi_processor_count} SMs; records -> {out}")
+    for preset in args.presets:
+        for b in args.batch_sizes:
+            rows = bench_point(preset, b, args, copy_gbps, props.multi_processor_count)
+            for conf, m in rows:
+                append_jsonl(out, make_record("decode_attention", {**conf, **run}, m, env=env))
+            base = next(m for c, m in rows if c["is_sglang_default"])
+            best_c, best = min(rows, key=lambda r: r[1]["median_us"])
+            print(
+                f"{preset} batch {b}: sglang's {base['median_us']:.1f} us "
+                f"({SGLANG_STAGE1.name}, {best_c['sglang_rule_splits']} splits), best "
+                f"{best['median_us']:.1f} us ({best_c['stage1']}, {best_c['kv_splits']} splits), "
+                f"KV floor {best['floor_us']:.1f} us; max rel err "
+                f"{max(m['max_rel_err_vs_fp32'] for _, m in rows):.1e}",
+                flush=True,
+            )
+    return 0
