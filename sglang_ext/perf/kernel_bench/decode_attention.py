@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -237,21 +238,32 @@ def parse_config(text: str) -> Stage1Config:
 
 
 def bench_point(
-    preset: str, batch: int, args: AttnBenchArgs, copy_gbps: float, sm_count: int
+    preset: str,
+    batch: int,
+    args: AttnBenchArgs,
+    copy_gbps: float,
+    sm_count: int,
+    *,
+    device: str = "cuda",
+    dtype: torch.dtype = torch.bfloat16,
+    timer: Callable[..., float] | None = None,
+    rotate_bytes: int = 256 << 20,
 ) -> list[tuple[dict, dict]]:
     """(config, metrics) rows of one (preset, batch): every stage-1 config x split count,
-    graph medians over KV regions that rotate past the L2, each checked against fp32."""
+    graph medians (``timer``, default ``perf.timing.time_graph``) over KV regions that
+    rotate past the L2 (``rotate_bytes`` of KV in all), each checked against fp32."""
     from sglang_ext.perf.timing import time_graph
 
+    timer = timer or time_graph
     h, hkv, d = preset_heads(preset)
     seq = args.context_len
-    kv_bytes = 2 * batch * seq * hkv * d * 2  # K and V, bf16
-    regions = max(2, math.ceil((256 << 20) / kv_bytes))
-    dev = torch.device("cuda")
+    kv_bytes = 2 * batch * seq * hkv * d * torch.empty(0, dtype=dtype).element_size()
+    regions = max(2, math.ceil(rotate_bytes / kv_bytes))
+    dev = torch.device(device)
     g = torch.Generator(device=dev).manual_seed(0)
-    kb = torch.randn(regions * batch * seq, hkv, d, device=dev, dtype=torch.bfloat16, generator=g)
-    vb = torch.randn(regions * batch * seq, hkv, d, device=dev, dtype=torch.bfloat16, generator=g)
-    q = torch.randn(batch, h, d, device=dev, dtype=torch.bfloat16, generator=g)
+    kb = torch.randn(regions * batch * seq, hkv, d, device=dev, dtype=dtype, generator=g)
+    vb = torch.randn(regions * batch * seq, hkv, d, device=dev, dtype=dtype, generator=g)
+    q = torch.randn(batch, h, d, device=dev, dtype=dtype, generator=g)
     indptr = torch.arange(batch + 1, device=dev, dtype=torch.int32) * seq
     sets = [
         torch.arange(r * batch * seq, (r + 1) * batch * seq, device=dev) for r in range(regions)
@@ -277,7 +289,7 @@ def bench_point(
 
             call(sets[0])
             err = ((out.float() - ref).abs().max() / ref.abs().max()).item()
-            us = time_graph(call, sets, rep_ms=args.rep_ms)
+            us = timer(call, sets, rep_ms=args.rep_ms)
             conf = {"preset": preset, "batch_size": batch, "context_len": seq, "heads": h,
                     "kv_heads": hkv, "head_dim": d, "stage1": cfg.name, "kv_splits": n,
                     "sglang_rule_splits": rule, "max_kv_splits": maxs,
@@ -327,11 +339,16 @@ def main(argv: list[str] | None = None) -> int:
             rows = bench_point(preset, b, args, copy_gbps, props.multi_processor_count)
             for conf, m in rows:
                 append_jsonl(out, make_record("decode_attention", {**conf, **run}, m, env=env))
-            base = next(m for c, m in rows if c["is_sglang_default"])
+            base = next((m for c, m in rows if c["is_sglang_default"]), None)
             best_c, best = min(rows, key=lambda r: r[1]["median_us"])
+            ours = (
+                f"sglang's {base['median_us']:.1f} us ({SGLANG_STAGE1.name}, "
+                f"{best_c['sglang_rule_splits']} splits)"
+                if base
+                else f"sglang's launch not timed (add {SGLANG_STAGE1.name} and sglang)"
+            )
             print(
-                f"{preset} batch {b}: sglang's {base['median_us']:.1f} us "
-                f"({SGLANG_STAGE1.name}, {best_c['sglang_rule_splits']} splits), best "
+                f"{preset} batch {b}: {ours}, best "
                 f"{best['median_us']:.1f} us ({best_c['stage1']}, {best_c['kv_splits']} splits), "
                 f"KV floor {best['floor_us']:.1f} us; max rel err "
                 f"{max(m['max_rel_err_vs_fp32'] for _, m in rows):.1e}",

@@ -21,7 +21,9 @@ import triton  # noqa: E402
 from sglang.srt.layers.attention.triton_backend import get_num_kv_splits_triton  # noqa: E402
 
 from sglang_ext.perf.kernel_bench.decode_attention import (  # noqa: E402
+    AttnBenchArgs,
     Stage1Config,
+    bench_point,
     grouped_decode,
     reference,
     scattered_cache,
@@ -66,8 +68,35 @@ def attention(cfg: Stage1Config, n: int) -> str | None:
     return None if err < 1e-5 else f"max abs error {err:.2e}"
 
 
+def bench_rows() -> str | None:
+    """bench_point on the CPU (float32, a timer that answers 4, 2, 8, 1 us in turn): one row per
+    config x split count, sglang's launch marked once, speed-ups against it, errors vs fp32."""
+    args = AttnBenchArgs(presets=["qwen3-30b-a3b-1e"], batch_sizes=[1], context_len=40,
+                         configs=["n32w4s2", "n64w4s3"], splits=["sglang", "3"])  # fmt: skip
+    times = iter([4.0, 2.0, 8.0, 1.0])
+
+    def timer(call, sets, rep_ms):
+        return next(times)
+
+    rows = bench_point("qwen3-30b-a3b-1e", 1, args, 1000.0, 132, device="cpu",
+                       dtype=torch.float32, timer=timer, rotate_bytes=1 << 20)  # fmt: skip
+    got = [(c["stage1"], c["kv_splits"], c["is_sglang_default"], m["speedup_vs_sglang_default"])
+           for c, m in rows]  # fmt: skip
+    # sglang's rule at 1 x 40 tokens on 132 SMs: 8 splits (32 heads over 4 KV heads)
+    # speed-up = sglang's 2 us over each row's time
+    want = [("n32w4s2", 3, False, 0.5), ("n32w4s2", 8, True, 1.0),
+            ("n64w4s3", 3, False, 0.25), ("n64w4s3", 8, False, 2.0)]  # fmt: skip
+    if got != want:
+        return f"rows {got}, expected {want}"
+    floor = 2 * 1 * 40 * 4 * 128 * 4 / 1e6  # K+V bytes, float32, over 1000 GB/s, in us
+    bad = [
+        m for _, m in rows if m["max_rel_err_vs_fp32"] > 1e-5 or abs(m["floor_us"] - floor) > 1e-9
+    ]
+    return f"{len(bad)} rows off: {bad[:1]}" if bad else None
+
+
 if __name__ == "__main__":
-    res = {"splits": splits()}
+    res = {"splits": splits(), "bench_rows": bench_rows()}
     for cfg, n in CASES:
         res[f"attn-{cfg.name}-{n}"] = attention(cfg, n)
     print(json.dumps(res))

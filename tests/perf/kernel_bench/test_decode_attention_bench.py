@@ -40,6 +40,10 @@ def test_kv_split_rule_matches_sglangs_kernel():
     assert _results()["splits"] is None, _results()["splits"]
 
 
+def test_bench_rows_on_the_cpu_with_a_fake_timer():
+    assert _results()["bench_rows"] is None, _results()["bench_rows"]
+
+
 @pytest.mark.parametrize("case", ATTN_CASES)
 def test_stage1_configs_match_float64(case):
     res = _results()
