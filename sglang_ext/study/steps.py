@@ -391,6 +391,7 @@ def step_profile(ctx: StepContext) -> None:
     import importlib.util
 
     from sglang_ext.perf.serving.compare import parse_server_config
+    from sglang_ext.perf.serving.server_process import run_in_group
 
     try:
         have = importlib.util.find_spec("sglang_ext.profile.__main__") is not None
@@ -428,8 +429,7 @@ def step_profile(ctx: StepContext) -> None:
                 *opts,
             ]
             log_path = ctx.step_dir / f"{label}.log"
-            with log_path.open("wb") as log_f:
-                rc = _run_group(cmd, log_f, p.timeout_s + 60)
+            rc = run_in_group(cmd, timeout_s=p.timeout_s + 60, log_path=log_path)
             if rc != 0:
                 tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-15:])
                 raise RuntimeError(
@@ -441,25 +441,6 @@ def step_profile(ctx: StepContext) -> None:
                 rec["config"]["command"] = shlex.join(cmd)
                 ctx.emit(rec)
             bar.update(1)
-
-
-def _run_group(cmd: list[str], log_f: Any, timeout_s: float) -> int | None:
-    """Run ``cmd`` in its own process group; kill the whole group on timeout, Ctrl-C or
-    any error (no orphaned ranks).  Returns the exit code, None on timeout."""
-    import signal
-    import subprocess
-
-    proc = subprocess.Popen(cmd, stdout=log_f, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        return proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        return None
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
 
 
 @dataclass(frozen=True, slots=True)
