@@ -49,6 +49,10 @@ class Stage1Config:
     num_warps: int = 4
     num_stages: int = 2
 
+    def __post_init__(self) -> None:
+        if self.block_n < 16 or self.block_n & (self.block_n - 1):
+            raise ValueError(f"block_n={self.block_n}: a power of two >= 16")
+
     @property
     def name(self) -> str:
         return f"n{self.block_n}w{self.num_warps}s{self.num_stages}"
@@ -113,8 +117,6 @@ def grouped_decode(
     group = h // hkv
     if group < 2 or h % hkv:
         raise ValueError(f"{h} query heads over {hkv} KV heads: the grouped kernel needs GQA")
-    if config.block_n < 16 or config.block_n & (config.block_n - 1):
-        raise ValueError(f"block_n={config.block_n}: a power of two >= 16")
     if workspace is None:
         workspace = (
             torch.empty(b, h, max_kv_splits, d, dtype=torch.float32, device=q.device),

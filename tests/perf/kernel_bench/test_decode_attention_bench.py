@@ -62,6 +62,8 @@ def test_config_names_and_bad_arguments():
         AttnBenchArgs(splits=["auto"])
     with pytest.raises(ValueError, match="n<BLOCK_N>"):
         AttnBenchArgs(configs=["n32w4"])
+    with pytest.raises(ValueError, match="block_n=48: a power of two"):
+        AttnBenchArgs(configs=["n32w4s2", "n48w4s2"])  # refused before any GPU time is spent
 
 
 def test_cli_parses_and_refuses_without_a_gpu(capsys):
