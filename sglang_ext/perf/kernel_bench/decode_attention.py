@@ -77,16 +77,14 @@ def sglang_kv_splits(
         raise ValueError("batch, seq_len, heads and max_kv_splits must be >= 1")
     import numpy as np
 
-    # equal lengths: max == min, so the first candidate is one split per sequence
-    chunk_1 = seq_len
+    # equal lengths: max == min, so the kernel's first candidate is one split per sequence
+    # and the answer is its second, from the grid and a core budget
     f32 = np.float32  # the kernel computes the core budget in float32, then truncates
     cores = int(f32(sm_count) * max(np.log2(f32(seq_len) / f32(64.0)), f32(1.0)))
     group = num_heads // num_kv_heads
-    block_h = 16 if group == 1 else min(16, group)
-    grid = batch * (num_heads if group == 1 else math.ceil(num_heads / block_h))
-    splits_2 = min(math.ceil(cores / grid), max_kv_splits)
-    chunk_2 = math.ceil(seq_len / splits_2)
-    return max(math.ceil(seq_len / chunk_1), math.ceil(seq_len / chunk_2))
+    grid = batch * (num_heads if group == 1 else math.ceil(num_heads / min(16, group)))
+    splits = min(math.ceil(cores / grid), max_kv_splits)
+    return math.ceil(seq_len / math.ceil(seq_len / splits))
 
 
 def grouped_decode(
@@ -274,6 +272,7 @@ def bench_point(
     rule = sglang_kv_splits(batch, seq, num_heads=h, num_kv_heads=hkv,
                             max_kv_splits=args.max_kv_splits, sm_count=sm_count)  # fmt: skip
     counts = sorted({rule if s == "sglang" else int(s) for s in args.splits})
+    floor = kv_bytes / (copy_gbps * 1e3)
     rows = []
     for text in args.configs:
         cfg = parse_config(text)
@@ -296,7 +295,6 @@ def bench_point(
                     "kv_heads": hkv, "head_dim": d, "stage1": cfg.name, "kv_splits": n,
                     "sglang_rule_splits": rule, "max_kv_splits": maxs,
                     "is_sglang_default": cfg == SGLANG_STAGE1 and n == rule}  # fmt: skip
-            floor = kv_bytes / (copy_gbps * 1e3)
             rows.append((conf, {"median_us": us, "kv_bytes": kv_bytes, "floor_us": floor,
                                 "ratio_to_floor": us / floor, "max_rel_err_vs_fp32": err}))  # fmt: skip
     base = [m["median_us"] for c, m in rows if c["is_sglang_default"]]
