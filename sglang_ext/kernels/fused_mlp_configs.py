@@ -24,6 +24,8 @@ from pathlib import Path
 
 import triton
 
+from .tables import table_path
+
 __all__ = [
     "MlpLaunchConfig",
     "heuristic_config",
@@ -34,7 +36,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-_DEFAULT_DIR = Path(__file__).parent / "configs"
 
 
 @dataclass(kw_only=True, slots=True, frozen=True)
@@ -82,9 +83,9 @@ def shape_key(hidden: int, inter: int) -> str:
 
 def config_path(device_name: str, directory: str | Path | None = None) -> Path:
     """Where the table for this device and the running Triton version lives."""
-    directory = Path(directory or os.environ.get("SGLANG_EXT_FUSED_MLP_CONFIG_DIR") or _DEFAULT_DIR)
-    version_dir = "triton_" + triton.__version__.replace(".", "_")
-    return directory / version_dir / f"device_name={device_name.replace(' ', '_')}.json"
+    return table_path(
+        "", device_name, directory or os.environ.get("SGLANG_EXT_FUSED_MLP_CONFIG_DIR")
+    )
 
 
 @functools.lru_cache(maxsize=64)

@@ -30,6 +30,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .tables import table_path
+
 __all__ = [
     "IMPLS",
     "Bucket",
@@ -43,7 +45,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 IMPLS = ("cublas", "triton_v2", "cuda_onelaunch")
-_DEFAULT_DIR = Path(__file__).parent / "configs"
 
 
 @dataclass(kw_only=True, slots=True, frozen=True)
@@ -90,10 +91,8 @@ def dispatch_path(
 ) -> Path:
     """Where the dispatch table for this device and Triton version lives (the launch-config
     folder; ``SGLANG_EXT_FUSED_MLP_CONFIG_DIR`` moves both)."""
-    directory = Path(directory or os.environ.get("SGLANG_EXT_FUSED_MLP_CONFIG_DIR") or _DEFAULT_DIR)
-    version = triton_version or _triton_version()
-    name = device_name.replace(" ", "_")
-    return directory / ("triton_" + version.replace(".", "_")) / f"dispatch_device_name={name}.json"
+    directory = directory or os.environ.get("SGLANG_EXT_FUSED_MLP_CONFIG_DIR")
+    return table_path("dispatch_", device_name, directory, triton_version)
 
 
 def _parse(path: Path, raw: object) -> dict[str, tuple[Bucket, ...]]:

@@ -140,6 +140,15 @@ def test_write_table_merges_shapes_and_loads_back(tmp_path, monkeypatch):
 
 
 def test_shipped_tables_parse():
-    """Every dispatch table in the package loads (a malformed one would break serving)."""
-    for p in (d._DEFAULT_DIR).glob("triton_*/dispatch_device_name=*.json"):
+    """Every dispatch and decode-attention table in the package loads (a malformed one would break serving)."""
+    from sglang_ext.kernels import decode_attention_launch as dal
+    from sglang_ext.kernels.tables import DEFAULT_DIR
+
+    tables = list(DEFAULT_DIR.glob("triton_*/dispatch_device_name=*.json"))
+    assert tables
+    for p in tables:
         assert d.load_table(str(p)), p
+    attention = list(DEFAULT_DIR.glob("triton_*/decode_attention_device_name=*.json"))
+    assert attention
+    for p in attention:
+        assert dal.load_table(str(p)), p

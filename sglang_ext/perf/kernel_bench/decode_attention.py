@@ -4,9 +4,9 @@ grouped (GQA) stage-1 kernel under other block configurations.
 sglang's Triton backend (the attention the served model runs here) splits each sequence's
 KV into ``num_kv_splits`` parts by a rule (``get_num_kv_splits_triton``): one program per
 (sequence, head group, split) in stage 1, then stage 2 merges the splits.  The stage-1
-launch is fixed at ``BLOCK_N=32, num_warps=4, num_stages=2``.  On the H200 the rule gives
-one split per sequence at batch 128 and 530 tokens, where stage 1 took 53 us per layer
-against a 16 us KV-read floor (README, Benchmarks).
+launch in sglang 0.4.7 is fixed at ``BLOCK_N=32, num_warps=4, num_stages=2``; patch 0019
+takes it from a measured table (``sglang_ext.kernels.decode_attention_launch``), which
+``--write-table`` writes from this bench's records.
 
 * :func:`sglang_kv_splits`: that rule for ``batch`` sequences of one length (the Triton
   kernel's arithmetic, checked against the kernel itself under the interpreter);
@@ -20,11 +20,12 @@ against a 16 us KV-read floor (README, Benchmarks).
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+
+from sglang_ext.kernels.decode_attention_launch import SGLANG_STAGE1, Stage1Config, parse_config
 
 __all__ = [
     "AttnBenchArgs",
@@ -38,28 +39,6 @@ __all__ = [
     "scattered_cache",
     "sglang_kv_splits",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Stage1Config:
-    """Launch parameters of ``_fwd_grouped_kernel_stage1``."""
-
-    block_n: int = 32
-    """KV tokens per loop step (a power of two)."""
-    num_warps: int = 4
-    num_stages: int = 2
-
-    def __post_init__(self) -> None:
-        if self.block_n < 16 or self.block_n & (self.block_n - 1):
-            raise ValueError(f"block_n={self.block_n}: a power of two >= 16")
-
-    @property
-    def name(self) -> str:
-        return f"n{self.block_n}w{self.num_warps}s{self.num_stages}"
-
-
-SGLANG_STAGE1 = Stage1Config()
-"""What sglang 0.4.7 launches on CUDA (``_decode_grouped_att_m_fwd``)."""
 
 
 def sglang_kv_splits(
@@ -213,6 +192,12 @@ class AttnBenchArgs:
     """do_bench repetition budget per measurement."""
     output_file: str = ""
     """Default bench/results/<gpu>/decode_attention.jsonl."""
+    write_table: bool = False
+    """Write this run's fastest launches into the device's stage-1 table (patch 0019 reads
+    it; ``sglang_ext.kernels.decode_attention_launch``)."""
+    table_from: str = ""
+    """Write the table from these records (one run's) instead, without a GPU (for the GPU
+    and Triton version the records name)."""
 
     def __post_init__(self) -> None:
         from sglang_ext.presets import PRESETS
@@ -227,14 +212,6 @@ class AttnBenchArgs:
                 raise ValueError(f"--splits {s!r}: 'sglang' or a count >= 1")
         if min(self.batch_sizes, default=0) < 1 or self.context_len < 1:
             raise ValueError("--batch-sizes and --context-len must be >= 1")
-
-
-def parse_config(text: str) -> Stage1Config:
-    """'n64w4s3' -> Stage1Config(64, 4, 3); a clear error otherwise."""
-    m = re.fullmatch(r"n(\d+)w(\d+)s(\d+)", text)
-    if not m:
-        raise ValueError(f"stage-1 config {text!r}: write n<BLOCK_N>w<num_warps>s<num_stages>")
-    return Stage1Config(*(int(g) for g in m.groups()))
 
 
 def bench_point(
@@ -307,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python bench/bench_decode_attention.py``: every (preset, batch, stage-1 config,
     split count) timed on the GPU, one record each, and a table of the fastest per batch."""
     import argparse
+    import json
     import sys
+    from pathlib import Path
 
     from sglang_ext.cli import add_dataclass_args, dataclass_from_args
     from sglang_ext.perf.records import append_jsonl, collect_env, make_record
@@ -323,6 +302,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_dataclass_args(p, AttnBenchArgs)
     args = dataclass_from_args(AttnBenchArgs, p.parse_args(argv))
+    if args.table_from:
+        records = [json.loads(line) for line in Path(args.table_from).read_text().splitlines()]
+        write_stage1_table(records, args.table_from)
+        return 0
     if not torch.cuda.is_available():
         print("error: the decode-attention bench needs a CUDA GPU", file=sys.stderr)
         return 2
@@ -334,11 +317,13 @@ def main(argv: list[str] | None = None) -> int:
     out = args.output_file or f"bench/results/{gpu_folder(props.name)}/decode_attention.jsonl"
     run = {"copy_gbps": copy_gbps, "sm_count": props.multi_processor_count, "setup": notes}
     print(f"copy {copy_gbps:.0f} GB/s, {props.multi_processor_count} SMs; records -> {out}")
+    records = []
     for preset in args.presets:
         for b in args.batch_sizes:
             rows = bench_point(preset, b, args, copy_gbps, props.multi_processor_count)
             for conf, m in rows:
-                append_jsonl(out, make_record("decode_attention", {**conf, **run}, m, env=env))
+                records.append(make_record("decode_attention", {**conf, **run}, m, env=env))
+                append_jsonl(out, records[-1])
             base = next((m for c, m in rows if c["is_sglang_default"]), None)
             best_c, best = min(rows, key=lambda r: r[1]["median_us"])
             ours = (
@@ -354,4 +339,26 @@ def main(argv: list[str] | None = None) -> int:
                 f"{max(m['max_rel_err_vs_fp32'] for _, m in rows):.1e}",
                 flush=True,
             )
+    if args.write_table:
+        write_stage1_table(records, out)
     return 0
+
+
+def write_stage1_table(records: list[dict], source: str) -> None:
+    """The stage-1 launch table from one run's records (for the GPU and Triton version the
+    records name), and a summary."""
+    from sglang_ext.kernels import decode_attention_launch as dal
+
+    runs = {(r["env"]["device"], r["env"]["versions"]["triton"], r["git_sha"]) for r in records}
+    if len(runs) != 1:
+        raise ValueError(f"{source}: records of {len(runs)} runs (device, Triton, sha): "
+                         f"{sorted(map(str, runs))}; keep one run's")  # fmt: skip
+    ((device, triton_version, sha),) = runs
+    shapes = dal.choose_buckets(records)
+    path = dal.table_file(device, triton_version=triton_version)
+    notes = {"source": f"{source} (sglang-ext {sha})"}
+    dal.write_table(path, device, shapes, triton_version=triton_version, notes=notes)
+    print(f"stage-1 table -> {path}")
+    for key, buckets in shapes.items():
+        print(f"  {key}: " + ", ".join(f"<= {b.batch_max}: {b.stage1.name} ({b.us} us, "
+                                       f"sglang's {b.sglang_us})" for b in buckets))  # fmt: skip

@@ -7,6 +7,9 @@ against independent references, on the CPU.  Prints one JSON line {case: error |
   config, then its stage 2) on float32 inputs with scattered cache slots and uneven lengths,
   against a float64 softmax attention over each sequence's tokens (tolerance 1e-5, as the
   patch-0016 check: float32 scores over at most 70 tokens).
+* ``patched-<batch>``: the patched sglang's own ``decode_attention_fwd_grouped`` (patch 0019)
+  at that batch, its launch answered as the H200 table answers it, against float64; and with
+  an impossible launch (BLOCK_N=24) answered instead, it must fail: the launch is used.
 """
 
 import json
@@ -19,8 +22,11 @@ activate_sglang()
 import sglang.srt.layers.quantization  # noqa: E402, F401  (breaks an import cycle of sglang)
 import triton  # noqa: E402
 from sglang.srt.layers.attention.triton_backend import get_num_kv_splits_triton  # noqa: E402
+from sglang.srt.layers.attention.triton_ops import decode_attention as da  # noqa: E402
 
+from sglang_ext.kernels.decode_attention_launch import launch_for  # noqa: E402
 from sglang_ext.perf.kernel_bench.decode_attention import (  # noqa: E402
+    SGLANG_STAGE1,
     AttnBenchArgs,
     Stage1Config,
     bench_point,
@@ -95,8 +101,58 @@ def bench_rows() -> str | None:
     return f"{len(bad)} rows off: {bad[:1]}" if bad else None
 
 
+PATCHED_BATCHES = (1, 3, 9)  # the H200 table's batch <= 1, <= 8 and <= 32 buckets
+H200_TRITON = "3.6.0"  # the table's Triton (the interpreter here may be another)
+
+
+def patched(batch: int) -> str | None:
+    g = torch.Generator().manual_seed(batch)
+    lens = [37, 70, 1, 12, 50, 5, 64, 33, 20][:batch]
+    q, k, v, indptr, idx = scattered_cache(lens, 16, 2, 128, generator=g)  # group 8, as 30B
+    maxs = 8
+    ns = torch.tensor([min(maxs, 1 + n // 16) for n in lens], dtype=torch.int32)
+    calls = []
+
+    def run(answer) -> torch.Tensor:
+        def spy(b, group, head_dim, device):
+            calls.append((b, group, head_dim, str(device)))
+            return answer(b, group, head_dim)
+
+        saved, da.stage1_config = da.stage1_config, spy
+        try:
+            out = torch.full_like(q, float("nan"))
+            logits = torch.empty(batch, 16, maxs, 128)
+            lse = torch.empty(batch, 16, maxs)
+            da.decode_attention_fwd_grouped(q, k, v, out, indptr, idx, logits, lse, ns, maxs,
+                                            128**-0.5)  # fmt: skip
+            return out
+        finally:
+            da.stage1_config = saved
+
+    if launch_for(batch, 8, 128, "NVIDIA H200", triton_version=H200_TRITON) == SGLANG_STAGE1:
+        return f"the H200 table gives sglang's own launch at batch {batch}: nothing is tested"
+
+    def table(b, group, head_dim):
+        c = launch_for(b, group, head_dim, "NVIDIA H200", triton_version=H200_TRITON)
+        return c.block_n, c.num_warps, c.num_stages
+
+    out = run(table)
+    if calls != [(batch, 8, 128, "cpu")]:
+        return f"stage1_config calls {calls}, expected [({batch}, 8, 128, 'cpu')]"
+    err = (out.double() - reference(q, k, v, indptr, idx)).abs().max().item()
+    if not err < 1e-5:
+        return f"max abs error {err:.2e} with the table's launch"
+    try:
+        run(lambda *a: (24, 4, 2))
+    except Exception:  # noqa: BLE001 (Triton's error for a non-power-of-two arange)
+        return None
+    return "a BLOCK_N=24 launch ran: the patched launch ignores stage1_config's answer"
+
+
 if __name__ == "__main__":
     res = {"splits": splits(), "bench_rows": bench_rows()}
     for cfg, n in CASES:
         res[f"attn-{cfg.name}-{n}"] = attention(cfg, n)
+    for b in PATCHED_BATCHES:
+        res[f"patched-{b}"] = patched(b)
     print(json.dumps(res))

@@ -51,6 +51,13 @@ def test_stage1_configs_match_float64(case):
     assert res[f"attn-{case}"] is None, res[f"attn-{case}"]
 
 
+@pytest.mark.parametrize("batch", [1, 3, 9])
+def test_patched_sglang_launches_what_the_table_says(batch):
+    res = _results()
+    assert f"patched-{batch}" in res, sorted(res)
+    assert res[f"patched-{batch}"] is None, res[f"patched-{batch}"]
+
+
 def test_config_names_and_bad_arguments():
     assert parse_config("n64w8s3") == Stage1Config(64, 8, 3)
     assert Stage1Config().name == "n32w4s2"  # sglang 0.4.7's launch
