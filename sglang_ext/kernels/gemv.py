@@ -1,0 +1,261 @@
+"""Skinny GEMM for the decode step's linears: ``y = x @ w^T (+ bias)`` for M <= 32 tokens.
+
+At decode the attention projections multiply a few tokens by a weight of millions of
+elements, so their time is the weight read.  For these shapes cuBLAS on the H200 runs a
+split-K kernel and then a separate split-K reduce kernel (Qwen3-30B's o_proj, N=2048 K=4096,
+at M=1: 7.1 + 1.8 us against a 3.9 us weight-read floor).  Here one launch does it all:
+
+* "swap AB": a program owns ``BLOCK_N`` rows of ``w`` (``BLOCK_N`` outputs of every token)
+  and walks K in ``BLOCK_K`` steps, loading a [BLOCK_N, BLOCK_K] weight tile (contiguous
+  along K: 16-byte loads) and the transposed token tile [BLOCK_K, BLOCK_M], and accumulates
+  ``tl.dot(w_tile, x_tile)`` in a float32 [BLOCK_N, BLOCK_M] tile: tensor cores for 16-bit
+  inputs, Triton's exact FMA dot for float32 ones (``input_precision="ieee"``: no TF32).  The
+  weight is the MMA's long side, so only the token side is padded: BLOCK_M =
+  max(16, next_power_of_2(M)) (``tl.dot`` needs every dimension >= 16; rows past M are
+  masked, never read).  y is stored transposed back, masked to [M, N].
+* ``USE_DOT=False`` (M == 1 only): the same tiles on the CUDA cores, the products summed into
+  a float32 [BLOCK_N, BLOCK_K] tile and reduced over K once after the loop (no cross-lane
+  reduction inside it); no padded MMA work.  Which path wins at M == 1 is the bench's call
+  (``bench/bench_gemv.py``).
+* No split over K: no workspace, no atomics, no second launch, and each output's sum over K
+  runs in one fixed order (deterministic).  The grid is ``cdiv(N, BLOCK_N)`` programs, so
+  the block sizes must give the GPU enough of them: :func:`default_config`.
+* K and N need not be multiples of the blocks (masked); K must be a multiple of 8 (16-byte
+  rows for 16-bit types).  No host syncs and no allocation but ``out`` when it is not given:
+  capturable in a CUDA graph.
+
+The plain-torch reference is ``gemv_ref``; above ``MAX_M`` tokens use ``F.linear``.
+
+Measured on the H200 (``bench/results/h200/gemv.jsonl``, graph medians, cuBLAS in the same
+run): the best swept launch beats cuBLAS by 2-10% at M <= 16 (Qwen3-235B qkv 26.3 -> 24.0 us,
+o_proj 24.2 -> 21.8 us at M=1; floors 17.8 and 15.8 us), loses at M = 32, and
+:func:`default_config`'s pick is slower than cuBLAS on most shapes.  Serving does not call
+this kernel yet: that needs a measured per-shape table and a dispatch in the linear layers.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import torch
+import triton
+import triton.language as tl
+from triton.runtime import JITFunction
+
+__all__ = ["DEFAULT_CONFIG", "MAX_M", "GemvConfig", "default_config", "gemv"]
+
+MAX_M = 32  # tokens per call; beyond this the weight is no longer the whole cost
+_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
+_SMS = 132  # H100 / H200 SXM: the heuristic sizes the grid for this many SMs
+_STAGE_ELEMS = 16384  # weight + token tile of one pipeline stage: 32 KiB of 16-bit elements
+
+
+@triton.jit(do_not_specialize=["M"])  # one compile for every M of a BLOCK_M
+def _gemv_kernel(
+    x_ptr,
+    w_ptr,
+    b_ptr,
+    y_ptr,
+    M,
+    N,
+    K,
+    sx_m,
+    sw_n,
+    sy_m,
+    HAS_BIAS: tl.constexpr,
+    USE_DOT: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N] rows of w
+    rk = tl.arange(0, BLOCK_K)
+    nmask = rn < N
+    w_ptrs = w_ptr + rn.to(tl.int64)[:, None] * sw_n + rk[None, :]  # [BLOCK_N, BLOCK_K]
+    if HAS_BIAS:
+        bias = tl.load(b_ptr + rn, mask=nmask, other=0.0).to(tl.float32)
+    if USE_DOT:
+        rm = tl.arange(0, BLOCK_M)
+        mmask = rm < M
+        x_ptrs = x_ptr + rm[None, :] * sx_m + rk[:, None]  # x^T tile [BLOCK_K, BLOCK_M]
+        acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            kmask = rk < K - k0
+            w = tl.load(w_ptrs, mask=nmask[:, None] & kmask[None, :], other=0.0)
+            xt = tl.load(x_ptrs, mask=kmask[:, None] & mmask[None, :], other=0.0)
+            acc = tl.dot(w, xt, acc, input_precision="ieee")  # float32 inputs: no TF32
+            w_ptrs += BLOCK_K
+            x_ptrs += BLOCK_K
+        if HAS_BIAS:
+            acc += bias[:, None]
+        y_ptrs = y_ptr + rm[None, :] * sy_m + rn[:, None]  # y^T tile [BLOCK_N, BLOCK_M]
+        tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=nmask[:, None] & mmask[None, :])
+    else:
+        x_ptrs = x_ptr + rk
+        acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            kmask = rk < K - k0
+            w = tl.load(w_ptrs, mask=nmask[:, None] & kmask[None, :], other=0.0)
+            x = tl.load(x_ptrs, mask=kmask, other=0.0)
+            acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
+            w_ptrs += BLOCK_K
+            x_ptrs += BLOCK_K
+        y = tl.sum(acc, axis=1)
+        if HAS_BIAS:
+            y += bias
+        tl.store(y_ptr + rn, y.to(y_ptr.dtype.element_ty), mask=nmask)
+
+
+_COMPILED = isinstance(_gemv_kernel, JITFunction)  # False under TRITON_INTERPRET=1 (CPU)
+
+
+def _pow2(v: int) -> bool:
+    return v >= 1 and v & (v - 1) == 0
+
+
+@dataclass(frozen=True, slots=True)
+class GemvConfig:
+    """Launch parameters of the gemv kernel."""
+
+    block_n: int
+    """Rows of w (outputs) per program; a power of two, >= 16 with ``use_dot``."""
+    block_k: int
+    """K elements per loop step; a power of two >= 16."""
+    num_warps: int = 4
+    """A power of two, 1..16."""
+    num_stages: int = 3
+    """Software-pipeline depth (>= 1)."""
+    use_dot: bool = True
+    """Tensor-core ``tl.dot`` (any M) or CUDA-core products (M == 1 only)."""
+
+    def __post_init__(self) -> None:
+        if not _pow2(self.block_n) or (self.use_dot and self.block_n < 16):
+            low = 16 if self.use_dot else 1
+            raise ValueError(f"block_n={self.block_n}: a power of two >= {low}")
+        if not _pow2(self.block_k) or self.block_k < 16:
+            raise ValueError(f"block_k={self.block_k}: a power of two >= 16")
+        if not _pow2(self.num_warps) or self.num_warps > 16:
+            raise ValueError(f"num_warps={self.num_warps}: a power of two, 1..16")
+        if self.num_stages < 1:
+            raise ValueError(f"num_stages={self.num_stages}: >= 1")
+
+    @property
+    def name(self) -> str:
+        n, k, w, s = self.block_n, self.block_k, self.num_warps, self.num_stages
+        return f"n{n}k{k}w{w}s{s}d{int(self.use_dot)}"
+
+    @classmethod
+    def parse(cls, text: str) -> GemvConfig:
+        """'n64k256w4s3d1' -> GemvConfig(64, 256, 4, 3, True); a clear error otherwise."""
+        m = re.fullmatch(r"n(\d+)k(\d+)w(\d+)s(\d+)d([01])", text)
+        if not m:
+            raise ValueError(
+                f"gemv config {text!r}: write n<BLOCK_N>k<BLOCK_K>w<num_warps>s<num_stages>"
+                f"d<use_dot 0|1>, e.g. n16k512w4s3d1"
+            )
+        n, k, w, s, d = (int(g) for g in m.groups())
+        return cls(n, k, w, s, bool(d))
+
+
+def default_config(m: int, n: int, k: int) -> GemvConfig:
+    """A launch for M tokens of an [N, K] weight: a heuristic for H100/H200-class GPUs (132
+    SMs, 16-bit weights), to be replaced by a table measured with ``bench/bench_gemv.py``.
+
+    * ``block_n``: without a split over K the grid is cdiv(N, block_n) programs, and a
+      bandwidth-bound kernel wants every SM streaming, two programs on each to hide the
+      latency of the other's loads: 16 rows, doubled (up to 64) only while that still leaves
+      at least 2 x 132 programs.  That gives 16 rows to Qwen3-30B's qkv and o_proj (320 and
+      128 programs) and 235B's o_proj (256), and 32 to 235B's qkv (288).
+    * ``block_k``: a pipeline stage (weight tile + token tile) of at most 16K elements (32
+      KiB of 16-bit data), so three stages (two loads in flight) leave shared memory for
+      two programs per SM; 512 at 16 rows and M <= 16.  No wider than K needs.
+    * tensor cores at every M (their loads are the ones Triton pipelines); 4 warps.
+    """
+    block_n = 16
+    while block_n < 64 and triton.cdiv(n, 2 * block_n) >= 2 * _SMS:
+        block_n *= 2
+    block_m = max(16, triton.next_power_of_2(m))
+    block_k = 1 << ((_STAGE_ELEMS // (block_n + block_m)).bit_length() - 1)  # a power of two
+    block_k = max(16, min(block_k, triton.next_power_of_2(k)))
+    return GemvConfig(block_n, block_k, num_warps=4, num_stages=3, use_dot=True)
+
+
+DEFAULT_CONFIG = default_config(1, 5120, 2048)
+"""The heuristic's launch for one token of Qwen3-30B's qkv projection (n16k512w4s3d1)."""
+
+
+def _check(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    bias: torch.Tensor | None,
+    out: torch.Tensor | None,
+    config: GemvConfig | None,
+) -> None:
+    """Every refusal, before any launch (metadata only: no host sync)."""
+    if x.dim() != 2 or w.dim() != 2:
+        raise ValueError(
+            f"gemv: x must be [M, K] and w [N, K]; got {tuple(x.shape)} and {tuple(w.shape)}"
+        )
+    (m, k), n = x.shape, w.shape[0]
+    if x.dtype not in _DTYPES:
+        raise ValueError(f"gemv: x is {x.dtype}; supported: bfloat16, float16, float32")
+    named = [("w", w)] + [(s, t) for s, t in (("bias", bias), ("out", out)) if t is not None]
+    for label, t in named:
+        if t.dtype != x.dtype:
+            raise ValueError(f"gemv: {label} is {t.dtype}, x is {x.dtype}")
+        if t.device != x.device:
+            raise ValueError(f"gemv: {label} is on {t.device}, x on {x.device}")
+    if w.shape[1] != k:
+        raise ValueError(f"gemv: x has K={k} columns, w has {w.shape[1]}")
+    if m > MAX_M:
+        raise ValueError(f"gemv: M={m} tokens > {MAX_M}: use F.linear")
+    if k % 8:
+        raise ValueError(f"gemv: K={k} must be a multiple of 8 (16-byte rows)")
+    if x.stride(1) != 1 or w.stride(1) != 1:
+        raise ValueError(
+            f"gemv: x and w need contiguous rows (stride(1) == 1); got x stride {x.stride()}, "
+            f"w stride {w.stride()}"
+        )
+    if bias is not None and (bias.shape != (n,) or bias.stride(0) != 1):
+        raise ValueError(
+            f"gemv: bias must be a contiguous [{n}]; got {tuple(bias.shape)}, {bias.stride()}"
+        )
+    if out is not None and (out.shape != (m, n) or out.stride(1) != 1):
+        raise ValueError(
+            f"gemv: out must be [{m}, {n}] with stride(1) == 1; got {tuple(out.shape)} "
+            f"stride {out.stride()}"
+        )
+    if config is not None and not config.use_dot and m != 1:
+        raise ValueError(f"gemv: config {config.name} (use_dot=0) needs M == 1, got M={m}")
+    if _COMPILED and x.device.type != "cuda":
+        raise ValueError(f"gemv: needs CUDA tensors (got {x.device}; TRITON_INTERPRET=1 on CPU)")
+
+
+def gemv(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    out: torch.Tensor | None = None,
+    config: GemvConfig | None = None,
+) -> torch.Tensor:
+    """``out = x @ w^T (+ bias)`` with float32 accumulation, rounded once to x's dtype.
+
+    x [M, K] (M <= 32; any row stride), w [N, K] (any row stride), bias [N] or None, out
+    [M, N] (any row stride) or None (allocated); all of one dtype (bfloat16, float16 or
+    float32) and device.  ``config`` None: :func:`default_config`.  Returns out."""
+    _check(x, w, bias, out, config)
+    (m, k), n = x.shape, w.shape[0]
+    config = config or default_config(m, n, k)
+    if out is None:
+        out = torch.empty(m, n, dtype=x.dtype, device=x.device)
+    if m == 0 or n == 0:
+        return out
+    _gemv_kernel[(triton.cdiv(n, config.block_n),)](
+        x, w, bias if bias is not None else w, out, m, n, k, x.stride(0), w.stride(0),
+        out.stride(0), HAS_BIAS=bias is not None, USE_DOT=config.use_dot,
+        BLOCK_M=max(16, triton.next_power_of_2(m)), BLOCK_N=config.block_n,
+        BLOCK_K=config.block_k, num_warps=config.num_warps, num_stages=config.num_stages,
+    )  # fmt: skip
+    return out
