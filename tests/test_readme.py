@@ -44,6 +44,8 @@ EXCLUDED = {
     "bash bench/profile_h200.sh": "the per-layer GPU profile (CUDA only)",
     "python bench/bench_decode_attention.py": "the decode-attention GPU bench (CUDA only; its "
     "pieces run under the Triton interpreter in tests/perf/kernel_bench)",
+    "python bench/bench_gemv.py": "the small-M linear GPU bench (CUDA only; its pieces run "
+    "under the Triton interpreter in tests/perf/kernel_bench)",
     # install + serve / install + the whole suite: this suite is the second one
     "python3 -m venv .venv && .venv/bin/pip install torch==2.13.0 -e . && "
     ".venv/bin/python -m sglang_ext.launch_server --single-expert-mode tp": "installs and "
