@@ -25,7 +25,6 @@ more than ``margin``; ``bench/bench_decode_attention.py --write-table`` measures
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import re
 from collections import defaultdict
@@ -34,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .tables import table_path
+from .tables import merge_table, read_table, table_path
 
 __all__ = [
     "SGLANG_STAGE1",
@@ -141,10 +140,7 @@ def _parse(path: Path, raw: object) -> dict[str, tuple[Bucket, ...]]:
 @functools.lru_cache(maxsize=16)
 def load_table(path: str) -> dict[str, tuple[Bucket, ...]] | None:
     """The buckets per shape key of the table at ``path``; None if there is no file."""
-    p = Path(path)
-    if not p.is_file():
-        return None
-    return _parse(p, json.loads(p.read_text()))
+    return read_table(path, _parse)
 
 
 def launch_for(
@@ -221,21 +217,7 @@ def write_table(
     notes: Mapping[str, Any] | None = None,
 ) -> None:
     """Merge ``shapes`` (key -> buckets) into the table at ``path`` (other keys kept)."""
-    if not shapes:
-        raise ValueError("no buckets: nothing was measured")
-    if triton_version is None:
-        import triton
-
-        triton_version = triton.__version__
-    raw = json.loads(path.read_text()) if path.is_file() else {}
-    if raw and raw.get("device_name") not in (None, device_name):
-        raise ValueError(f"{path} is the table of {raw['device_name']!r}, not {device_name!r}")
-    raw.update({"device_name": device_name, "triton": triton_version, **(notes or {})})
-    table = raw.setdefault("shapes", {})
-    table.update({k: [b.to_dict() for b in v] for k, v in shapes.items()})
-    raw["shapes"] = dict(sorted(table.items()))
-    _parse(path, raw)  # never write what the loader would refuse
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(raw, indent=1) + "\n")
+    rows = {k: [b.to_dict() for b in v] for k, v in shapes.items()}
+    merge_table(path, device_name, rows, _parse, triton_version=triton_version, notes=notes)
     load_table.cache_clear()
     _cuda_launch.cache_clear()

@@ -23,14 +23,13 @@ impl only where it beat cuBLAS by more than the measured spread (``bench/tune_fu
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .tables import table_path
+from .tables import merge_table, read_table, table_path
 
 __all__ = [
     "IMPLS",
@@ -80,12 +79,6 @@ class Timing:
         return max(self.medians_us) - min(self.medians_us)
 
 
-def _triton_version() -> str:
-    import triton
-
-    return triton.__version__
-
-
 def dispatch_path(
     device_name: str, directory: str | Path | None = None, triton_version: str | None = None
 ) -> Path:
@@ -120,10 +113,7 @@ def _parse(path: Path, raw: object) -> dict[str, tuple[Bucket, ...]]:
 @functools.lru_cache(maxsize=32)
 def load_table(path: str) -> dict[str, tuple[Bucket, ...]] | None:
     """The buckets per shape key of the table at ``path``, None if there is no file."""
-    p = Path(path)
-    if not p.is_file():
-        return None
-    return _parse(p, json.loads(p.read_text()))
+    return read_table(path, _parse)
 
 
 @functools.lru_cache(maxsize=256)
@@ -196,19 +186,8 @@ def write_table(
     """Merge one shape's buckets into the table at ``path`` (other shapes kept)."""
     if not buckets:
         raise ValueError(f"no buckets for H={hidden} I={inter}: nothing was measured")
-    raw = json.loads(path.read_text()) if path.is_file() else {}
-    if raw and raw.get("device_name") not in (None, device_name):
-        raise ValueError(f"{path} is the table of {raw['device_name']!r}, not {device_name!r}")
-    raw.update({"device_name": device_name, "triton": triton_version or _triton_version()})
-    if notes:
-        raw.update(notes)
-    shapes = raw.setdefault("shapes", {})
-    shapes[f"H={hidden},I={inter}"] = [
-        {k: v for k, v in asdict(b).items() if v is not None} for b in buckets
-    ]
-    raw["shapes"] = dict(sorted(shapes.items()))
-    _parse(path, raw)  # never write what the loader would refuse
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(raw, indent=1) + "\n")
+    rows = [{k: v for k, v in asdict(b).items() if v is not None} for b in buckets]
+    merge_table(path, device_name, {f"H={hidden},I={inter}": rows}, _parse,
+                triton_version=triton_version, notes=notes)  # fmt: skip
     load_table.cache_clear()
     _buckets_for.cache_clear()

@@ -1,19 +1,31 @@
-"""Where measured kernel tables live: one JSON file per (kind, Triton version, device).
+"""Where measured kernel tables live, and how they are read and written: one JSON file per
+(kind, Triton version, device).
 
 As sglang's fused-MoE configs, tables are data beside the kernels::
 
     configs/triton_3_6_0/device_name=NVIDIA_H200.json                    # fused MLP launches
     configs/triton_3_6_0/dispatch_device_name=NVIDIA_H200.json           # MLP implementation
     configs/triton_3_6_0/decode_attention_device_name=NVIDIA_H200.json   # attention stage 1
+    configs/triton_3_6_0/gemv_device_name=NVIDIA_H200.json               # decode linears
+
+A table is ``{"device_name": ..., "triton": ..., <notes>, "shapes": {<key>: [<bucket>, ...]}}``;
+each kind parses its own buckets (``parse(path, raw)`` raises a ValueError naming the file
+and the fix) and :func:`merge_table` never writes what that parser would refuse.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
-__all__ = ["DEFAULT_DIR", "table_path"]
+__all__ = ["DEFAULT_DIR", "merge_table", "read_table", "table_path"]
 
 DEFAULT_DIR = Path(__file__).parent / "configs"
+T = TypeVar("T")
 
 
 def table_path(
@@ -31,3 +43,53 @@ def table_path(
     name = device_name.replace(" ", "_")
     version_dir = "triton_" + triton_version.replace(".", "_")
     return Path(directory or DEFAULT_DIR) / version_dir / f"{kind}device_name={name}.json"
+
+
+def read_table(path: str | Path, parse: Callable[[Path, object], T]) -> T | None:
+    """``parse(path, json)`` of the table at ``path``; None if there is no file."""
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        raw = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{p}: not JSON ({e}); delete it or write it again with its bench") from e
+    return parse(p, raw)
+
+
+def merge_table(
+    path: Path,
+    device_name: str,
+    shapes: Mapping[str, Sequence[Mapping[str, Any]]],
+    parse: Callable[[Path, object], object],
+    *,
+    triton_version: str | None = None,
+    notes: Mapping[str, Any] | None = None,
+) -> None:
+    """Merge ``shapes`` (key -> bucket rows) into the table at ``path``, other keys kept.
+
+    Refuses a table of another device and anything ``parse`` refuses, before writing; the
+    file is replaced atomically (a killed writer leaves the old table or the new one)."""
+    if not shapes:
+        raise ValueError(f"{path}: no buckets to write: nothing was measured")
+    if triton_version is None:
+        import triton
+
+        triton_version = triton.__version__
+    raw = json.loads(path.read_text()) if path.is_file() else {}
+    if raw and raw.get("device_name") not in (None, device_name):
+        raise ValueError(f"{path} is the table of {raw['device_name']!r}, not {device_name!r}")
+    raw.update({"device_name": device_name, "triton": triton_version, **(notes or {})})
+    table = raw.setdefault("shapes", {})
+    table.update({k: [dict(b) for b in v] for k, v in shapes.items()})
+    raw["shapes"] = dict(sorted(table.items()))
+    parse(path, raw)  # never write what the loader would refuse
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(raw, indent=1) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -30,7 +30,10 @@ and token-count bucket names a kernel (``sglang_ext.kernels.fused_mlp_dispatch``
 ``fused_mlp.fused_swiglu_mlp`` (``triton_v2``) or the CUDA one-launch
 ``cuda_onelaunch.fused_swiglu_mlp_cuda`` (``cuda_onelaunch``, M <= 32).  No table, no entry,
 CPU, float32, or ``SGLANG_EXT_FUSED_MLP=0`` (read once per process:
-``serving.config.rank_config().fused_mlp``): cuBLAS.  ``use_kernel=False`` forces torch;
+``serving.config.rank_config().fused_mlp``): cuBLAS, whose two GEMMs go where the device's
+measured gemv table says (``kernels.gemv_dispatch``, as sglang's linears under patch 0020:
+the one-launch skinny GEMM at the decode M it wins, else cuBLAS).  ``use_kernel=False``
+forces torch with cuBLAS GEMMs (the benches' baseline);
 ``use_kernel=True`` demands the Triton kernel and a name from ``IMPLS`` demands that one (an
 error if unusable).
 """
@@ -48,6 +51,7 @@ import torch.nn.functional as F
 from torch.distributed import ProcessGroup
 from torch.nn import Parameter
 
+from sglang_ext.kernels import gemv_dispatch
 from sglang_ext.kernels.fused_mlp_dispatch import IMPLS
 from sglang_ext.layers.routing import (
     DP_ROUTINGS,
@@ -75,6 +79,7 @@ SINGLE_EXPERT_MODE_ENV = "SINGLE_EXPERT_MODE"
 _SHARD_IDS = ("w1", "w2", "w3")
 
 KernelFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+LinearFn = Callable[..., torch.Tensor]
 
 
 def resolve_single_expert_mode(
@@ -157,10 +162,12 @@ def _load_kernel(impl: str, device: str) -> KernelFn | None:
     return fn
 
 
-def _torch_mlp(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
-    """Two cuBLAS GEMMs around the activation; on CUDA the activation is one Triton kernel
-    (``kernels.activation``, as sgl_kernel's ``silu_and_mul``), elsewhere plain torch."""
-    gate_up = F.linear(x, w13)  # [M, 2*I]
+def _torch_mlp(
+    x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, linear: LinearFn = F.linear
+) -> torch.Tensor:
+    """Two GEMMs (``linear``) around the activation; on CUDA the activation is one Triton
+    kernel (``kernels.activation``, as sgl_kernel's ``silu_and_mul``), elsewhere plain torch."""
+    gate_up = linear(x, w13)  # [M, 2*I]
     inter = w2.shape[1]
     if gate_up.is_cuda:
         from sglang_ext.kernels.activation import gated_act
@@ -169,7 +176,7 @@ def _torch_mlp(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor) -> torch.Te
     else:
         gate, up = gate_up.split(inter, dim=-1)
         h = F.silu(gate) * up
-    return F.linear(h, w2)  # [M, H]
+    return linear(h, w2)  # [M, H]
 
 
 def swiglu_mlp(
@@ -192,8 +199,8 @@ def swiglu_mlp(
         impl = use_kernel
     else:
         raise ValueError(f"use_kernel={use_kernel!r}: use None, True, False or one of {IMPLS}")
-    if impl == "cublas":
-        return _torch_mlp(x, w13, w2)
+    if impl == "cublas":  # the default's GEMMs: cuBLAS, or gemv where its table says it wins
+        return _torch_mlp(x, w13, w2, gemv_dispatch.linear if use_kernel is None else F.linear)
     kernel = _load_kernel(impl, str(x.device))
     if kernel is not None:
         return kernel(x.contiguous(), w13, w2)

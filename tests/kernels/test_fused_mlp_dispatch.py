@@ -140,8 +140,10 @@ def test_write_table_merges_shapes_and_loads_back(tmp_path, monkeypatch):
 
 
 def test_shipped_tables_parse():
-    """Every dispatch and decode-attention table in the package loads (a malformed one would break serving)."""
+    """Every dispatch, decode-attention and gemv table in the package loads (a malformed one
+    would break serving)."""
     from sglang_ext.kernels import decode_attention_launch as dal
+    from sglang_ext.kernels import gemv_dispatch as gd
     from sglang_ext.kernels.tables import DEFAULT_DIR
 
     tables = list(DEFAULT_DIR.glob("triton_*/dispatch_device_name=*.json"))
@@ -152,3 +154,7 @@ def test_shipped_tables_parse():
     assert attention
     for p in attention:
         assert dal.load_table(str(p)), p
+    gemv = list(DEFAULT_DIR.glob("triton_*/gemv_device_name=*.json"))
+    assert gemv
+    for p in gemv:
+        assert gd.load_table(str(p)), p

@@ -1,15 +1,16 @@
 """The skinny-GEMM kernel (``sglang_ext.kernels.gemv``) against cuBLAS at decode shapes.
 
-The attention linears of a decode step multiply M = 1..32 tokens by the q/k/v or the output
-projection; cuBLAS (``F.linear``, what sglang runs) takes a split-K kernel and a reduce
+The linears of a decode step multiply M = 1..32 tokens by the q/k/v or the output
+projection, or the one expert's gate/up and down projections; cuBLAS (``F.linear``, what sglang runs) takes a split-K kernel and a reduce
 kernel for them on the H200.  Per (shape, M) this times ``F.linear`` and our kernel under
 every config of a sweep, plus :func:`default_config`'s pick, as CUDA-graph replays over
 weight copies that rotate past the L2, and sets each against the weight-read floor (weight
 bytes over the same run's device-copy bandwidth) and a float32 reference.
 
-Shapes by name, ``<model>-<qkv|o>[@tp<N>]`` (:func:`shape_nk`): the [N, K] weight of one TP
-rank of Qwen3-30B-A3B or Qwen3-235B-A22B (``sglang_ext.presets``).  ``bench/bench_gemv.py``
-is the script.
+Shapes by name, ``<model>-<qkv|o|gate_up|down>[@tp<N>]`` (:func:`shape_nk`): the [N, K]
+weight of one TP rank of Qwen3-30B-A3B or Qwen3-235B-A22B (``sglang_ext.presets``).
+``bench/bench_gemv.py`` is the script; ``--write-table`` turns its records into the table
+that ``kernels.gemv_dispatch`` (serving's linears) reads.
 """
 
 from __future__ import annotations
@@ -25,14 +26,16 @@ import torch.nn.functional as F
 from triton.runtime import OutOfResources
 
 from sglang_ext.kernels.gemv import MAX_M, GemvConfig, default_config, gemv
+from sglang_ext.kernels.gemv_dispatch import CUBLAS  # the ``kernel`` of the baseline rows
 
-__all__ = ["CUBLAS", "GemvBenchArgs", "SHAPE_MODELS", "bench_point", "main", "shape_nk"]
+__all__ = [
+    "CUBLAS", "GemvBenchArgs", "SHAPE_MODELS", "bench_point", "main", "shape_nk",
+    "write_gemv_table",
+]  # fmt: skip
 
 SHAPE_MODELS = {"qwen3-30b": "qwen3-30b-a3b-1e", "qwen3-235b": "qwen3-235b-a22b-1e"}
 """Model prefix of a shape name -> its ``sglang_ext.presets`` name."""
-CUBLAS = "cublas"
-"""The ``kernel`` of the baseline rows (``F.linear``)."""
-_SHAPE = re.compile(r"(qwen3-30b|qwen3-235b)-(qkv|o)(?:@tp(\d+))?")
+_SHAPE = re.compile(r"(qwen3-30b|qwen3-235b)-(qkv|o|gate_up|down)(?:@tp(\d+))?")
 
 
 def shape_nk(name: str) -> tuple[int, int]:
@@ -40,11 +43,13 @@ def shape_nk(name: str) -> tuple[int, int]:
 
     ``qkv`` is sglang's ``QKVParallelLinear``: N = (H / tp + 2 * KV heads per rank) * head
     dim, K = hidden, where a rank holds KV / tp heads, or one replicated head once tp >= KV.
-    ``o`` is the ``RowParallelLinear`` after attention: N = hidden, K = H / tp * head dim."""
+    ``o`` is the ``RowParallelLinear`` after attention: N = hidden, K = H / tp * head dim.
+    ``gate_up`` and ``down`` are the one expert's ``tp``-mode shard (``SingleExpertMoE``):
+    N = 2 * I / tp, K = hidden, and N = hidden, K = I / tp (I: moe_intermediate_size)."""
     m = _SHAPE.fullmatch(name)
     if not m:
         raise ValueError(
-            f"gemv shape {name!r}: write <model>-<qkv|o>[@tp<N>], model one of "
+            f"gemv shape {name!r}: write <model>-<qkv|o|gate_up|down>[@tp<N>], model one of "
             f"{', '.join(SHAPE_MODELS)} (e.g. qwen3-30b-o@tp4)"
         )
     from sglang_ext.presets import preset_config
@@ -52,6 +57,15 @@ def shape_nk(name: str) -> tuple[int, int]:
     model, proj, tp = m.group(1), m.group(2), int(m.group(3) or 1)
     c = preset_config(SHAPE_MODELS[model])
     h, kv, d = c["num_attention_heads"], c["num_key_value_heads"], c["head_dim"]
+    inter = c["moe_intermediate_size"]
+    if proj in ("gate_up", "down"):
+        if tp < 1 or inter % tp:
+            raise ValueError(f"gemv shape {name!r}: tp {tp} must divide I={inter}")
+        return (
+            (2 * inter // tp, c["hidden_size"])
+            if proj == "gate_up"
+            else (c["hidden_size"], inter // tp)
+        )
     if tp < 1 or h % tp or (kv % tp and tp % kv):
         raise ValueError(
             f"gemv shape {name!r}: tp {tp} must divide the {h} query heads and divide, or be "
@@ -62,7 +76,9 @@ def shape_nk(name: str) -> tuple[int, int]:
     return (h // tp + 2 * max(1, kv // tp)) * d, c["hidden_size"]
 
 
-_BASE_SHAPES = ["qwen3-30b-qkv", "qwen3-30b-o", "qwen3-235b-qkv", "qwen3-235b-o"]
+_BASE_SHAPES = [
+    f"{model}-{proj}" for model in SHAPE_MODELS for proj in ("qkv", "o", "gate_up", "down")
+]
 
 
 @dataclass(kw_only=True, slots=True)
@@ -72,7 +88,7 @@ class GemvBenchArgs:
     shapes: list[str] = field(
         default_factory=lambda: _BASE_SHAPES + [s + "@tp8" for s in _BASE_SHAPES]
     )
-    """Weights: <model>-<qkv|o>[@tp<N>], model qwen3-30b or qwen3-235b."""
+    """Weights: <model>-<qkv|o|gate_up|down>[@tp<N>], model qwen3-30b or qwen3-235b."""
     batch_sizes: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
     """Tokens per call (M), 1..32."""
     configs: list[str] = field(
@@ -88,6 +104,12 @@ class GemvBenchArgs:
     """do_bench repetition budget per measurement."""
     output_file: str = ""
     """Default bench/results/<gpu>/gemv.jsonl."""
+    write_table: bool = False
+    """Write this run's choice per (shape, M) into the device's gemv table (serving's
+    linears read it; ``sglang_ext.kernels.gemv_dispatch``)."""
+    table_from: str = ""
+    """Write the table from these records (one run's) instead, without a GPU (for the GPU
+    and Triton version the records name)."""
 
     def __post_init__(self) -> None:
         for s in self.shapes:
@@ -172,7 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python bench/bench_gemv.py``: every (shape, M, launch) timed on the GPU, one record
     each, and one line per (shape, M): cuBLAS, our best and default launches, the floor."""
     import argparse
+    import json
     import sys
+    from pathlib import Path
 
     from sglang_ext.cli import add_dataclass_args, dataclass_from_args
     from sglang_ext.perf.records import append_jsonl, collect_env, make_record
@@ -186,6 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     add_dataclass_args(p, GemvBenchArgs)
     args = dataclass_from_args(GemvBenchArgs, p.parse_args(argv))
+    if args.table_from:
+        records = [json.loads(line) for line in Path(args.table_from).read_text().splitlines()]
+        write_gemv_table(records, args.table_from)
+        return 0
     if not torch.cuda.is_available():
         print("error: the gemv bench needs a CUDA GPU", file=sys.stderr)
         return 2
@@ -198,10 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     run = {"copy_gbps": copy_gbps, "sm_count": props.multi_processor_count}
     print(f"copy {copy_gbps:.0f} GB/s, {props.multi_processor_count} SMs; records -> {out}")
     points = [(s, m) for s in args.shapes for m in args.batch_sizes]
+    records = []
     for i, (shape, m) in enumerate(points, 1):
         rows = bench_point(shape, m, args, copy_gbps)
         for conf, met in rows:
-            append_jsonl(out, make_record("gemv", {**conf, **run}, met, env=env))
+            records.append(make_record("gemv", {**conf, **run}, met, env=env))
+            append_jsonl(out, records[-1])
         (c0, cublas), ours = rows[0], rows[1:]
         if not ours:
             print(f"{shape} M={m}: no launch of ours ran", flush=True)
@@ -218,4 +248,26 @@ def main(argv: list[str] | None = None) -> int:
             f"{cublas['max_rel_err_vs_fp32']:.1e}",
             flush=True,
         )
+    if args.write_table:
+        write_gemv_table(records, out)
     return 0
+
+
+def write_gemv_table(records: list[dict], source: str) -> None:
+    """The gemv table from one run's records (for the GPU and Triton version the records
+    name), and a summary."""
+    from sglang_ext.kernels import gemv_dispatch as gd
+
+    runs = {(r["env"]["device"], r["env"]["versions"]["triton"], r["git_sha"]) for r in records}
+    if len(runs) != 1:
+        raise ValueError(f"{source}: records of {len(runs)} runs (device, Triton, sha): "
+                         f"{sorted(map(str, runs))}; keep one run's")  # fmt: skip
+    ((device, triton_version, sha),) = runs
+    shapes = gd.choose_buckets(records)
+    path = gd.table_file(device, triton_version=triton_version)
+    notes = {"source": f"{source} (sglang-ext {sha})"}
+    gd.write_table(path, device, shapes, triton_version=triton_version, notes=notes)
+    print(f"gemv table -> {path}")
+    for key, buckets in shapes.items():
+        print(f"  {key}: " + ", ".join(f"<= {b.m_max}: {b.config} ({b.us} us, cuBLAS "
+                                       f"{b.cublas_us})" for b in buckets))  # fmt: skip

@@ -33,6 +33,11 @@ def test_bench_rows_on_the_cpu_with_a_fake_timer(m):
         ("qwen3-235b-qkv@tp4", (2304, 4096)),  # (16 + 2) * 128
         ("qwen3-235b-qkv@tp8", (1280, 4096)),  # (8 + 2) * 128
         ("qwen3-235b-o@tp2", (4096, 4096)),
+        # the one expert's tp shard: moe_intermediate_size 768 (30B) and 1536 (235B)
+        ("qwen3-30b-gate_up", (1536, 2048)),  # 2 * 768
+        ("qwen3-30b-down", (2048, 768)),
+        ("qwen3-235b-gate_up@tp4", (768, 4096)),  # 2 * 1536 / 4
+        ("qwen3-235b-down@tp8", (4096, 192)),  # 1536 / 8
     ],
 )
 def test_shape_names(name, nk):
@@ -44,6 +49,8 @@ def test_bad_arguments():
         shape_nk("qwen3-7b-qkv")
     with pytest.raises(ValueError, match="tp 3 must divide the 32 query heads"):
         shape_nk("qwen3-30b-o@tp3")
+    with pytest.raises(ValueError, match="tp 5 must divide I=768"):
+        shape_nk("qwen3-30b-down@tp5")
     with pytest.raises(ValueError, match="write <model>-<qkv|o>"):
         GemvBenchArgs(shapes=["qwen3-30b-qkv", "qwen3-30b-mlp"])
     with pytest.raises(ValueError, match="n<BLOCK_N>k<BLOCK_K>"):
