@@ -22,9 +22,12 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["DEFAULT_DIR", "merge_table", "read_table", "table_path"]
+__all__ = ["DEFAULT_DIR", "KINDS", "merge_table", "present_tables", "read_table", "table_path"]
 
 DEFAULT_DIR = Path(__file__).parent / "configs"
+KINDS = {"fused_mlp": "", "fused_mlp_dispatch": "dispatch_",
+         "decode_attention": "decode_attention_", "gemv": "gemv_"}  # fmt: skip
+"""Table kinds (as records name them) -> their file-name prefix."""
 T = TypeVar("T")
 
 
@@ -43,6 +46,14 @@ def table_path(
     name = device_name.replace(" ", "_")
     version_dir = "triton_" + triton_version.replace(".", "_")
     return Path(directory or DEFAULT_DIR) / version_dir / f"{kind}device_name={name}.json"
+
+
+def present_tables(device_name: str, directory: str | Path | None = None,
+                   triton_version: str | None = None) -> list[str]:  # fmt: skip
+    """The kinds (``KINDS``) with a table for this device and Triton: what a bench record
+    notes, since a missing table silently means the default kernels."""
+    return [kind for kind, prefix in KINDS.items()
+            if table_path(prefix, device_name, directory, triton_version).is_file()]  # fmt: skip
 
 
 def read_table(path: str | Path, parse: Callable[[Path, object], T]) -> T | None:

@@ -102,6 +102,7 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
     from sglang.srt.server_args import prepare_server_args
     from torch.profiler import ProfilerActivity, profile
 
+    from sglang_ext.kernels.tables import present_tables
     from sglang_ext.perf.comm.devbw import device_copy_bw
     from sglang_ext.perf.profile.trace_analysis import load_events
 
@@ -135,6 +136,7 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
         # SGLANG_TRITON_DECODE_ATTN_STATIC_KV_SPLITS: always that many splits (None: no Triton)
         "triton_attention_static_kv_splits": getattr(mr.attn_backend, "static_kv_splits", None),
         "standin_impl": _standin_impl(),
+        "kernel_tables": present_tables(torch.cuda.get_device_name(rank)),
         "rows": [],
     }
     steps = bargs.output_len - 1
@@ -220,6 +222,7 @@ def budget_record(
                 "triton_attention_num_kv_splits",
                 "triton_attention_static_kv_splits",
                 "standin_impl",
+                "kernel_tables",
             )
         },  # fmt: skip
     }

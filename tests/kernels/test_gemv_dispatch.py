@@ -172,3 +172,10 @@ def test_patched_sglang_linear_calls_the_dispatch():
     assert proc.returncode == 0, f"worker failed:\n{proc.stderr[-4000:]}"
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     assert res == {"calls": 2, "err_ok": True, "bias_ok": True}, res
+
+
+def test_present_tables_names_the_kinds_on_disk(table_dir):
+    assert tables.present_tables(DEV, triton_version="9.9.9") == []
+    _write(gd.choose_buckets(_records()))
+    assert tables.present_tables(DEV, triton_version="9.9.9") == ["gemv"]
+    assert tables.present_tables("Other GPU", triton_version="9.9.9") == []
