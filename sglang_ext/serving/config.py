@@ -14,6 +14,9 @@ User-facing variables (read only by :meth:`SingleExpertConfig.from_user_env`):
 - ``SINGLE_EXPERT_DP_ROUTING``: ``random`` (default) or ``round_robin``;
 - ``SGLANG_EXT_FUSED_MLP``: ``0``/``false``/``off``/``no`` turns the measured fused-MLP
   dispatch off (cuBLAS everywhere); ``1``/``true``/``on``/``yes`` or unset keeps it.
+- ``SGLANG_EXT_GRAPH_METADATA``: ``0`` (same spellings) leaves the Triton attention's decode
+  metadata to sglang's host-side replay preparation (patch 0021 computes it inside the CUDA
+  graph); ``1`` or unset keeps it in the graph.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ __all__ = [
     "CONFIG_ENV",
     "DP_ROUTING_ENV",
     "FUSED_MLP_ENV",
+    "GRAPH_METADATA_ENV",
     "SingleExpertConfig",
     "rank_config",
 ]
@@ -36,6 +40,7 @@ __all__ = [
 CONFIG_ENV = "SGLANG_EXT_CONFIG"
 DP_ROUTING_ENV = "SINGLE_EXPERT_DP_ROUTING"
 FUSED_MLP_ENV = "SGLANG_EXT_FUSED_MLP"
+GRAPH_METADATA_ENV = "SGLANG_EXT_GRAPH_METADATA"
 _OFF = ("0", "false", "off", "no")
 _ON = ("1", "true", "on", "yes")
 
@@ -53,6 +58,9 @@ class SingleExpertConfig:
     fused_mlp: bool = True
     """Let the measured dispatch table pick a fused MLP kernel for the expert's shard
     (False: cuBLAS everywhere)."""
+    graph_metadata: bool = True
+    """Compute the Triton attention's decode metadata inside the CUDA graph (patch 0021;
+    False: on the host before each replay, as sglang does)."""
 
     def __post_init__(self) -> None:
         # imported here: sglang_ext.layers imports this module (for rank_config)
@@ -65,8 +73,9 @@ class SingleExpertConfig:
             )
         if self.dp_routing not in DP_ROUTINGS:
             raise ValueError(f"dp_routing={self.dp_routing!r}: use one of {DP_ROUTINGS}")
-        if not isinstance(self.fused_mlp, bool):
-            raise ValueError(f"fused_mlp={self.fused_mlp!r}: use True or False")
+        for name in ("fused_mlp", "graph_metadata"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name}={getattr(self, name)!r}: use True or False")
 
     @classmethod
     def from_user_env(
@@ -86,14 +95,11 @@ class SingleExpertConfig:
                 f"environment variable {DP_ROUTING_ENV}={raw_routing!r} is not a dp routing: "
                 f"use one of {DP_ROUTINGS}, or unset it for 'random'"
             )
-        raw_fused = env.get(FUSED_MLP_ENV) or "1"
-        fused = raw_fused.strip().lower()
-        if fused not in _OFF + _ON:
-            raise ValueError(
-                f"environment variable {FUSED_MLP_ENV}={raw_fused!r}: use 0 (cuBLAS "
-                f"everywhere) or 1 (the measured fused-MLP dispatch, the default)"
-            )
-        return cls(mode=mode, dp_routing=routing, fused_mlp=fused in _ON)
+        fused = _switch(env, FUSED_MLP_ENV, "0 (cuBLAS everywhere) or 1 (the measured "
+                        "fused-MLP dispatch, the default)")  # fmt: skip
+        in_graph = _switch(env, GRAPH_METADATA_ENV, "0 (attention metadata on the host, as "
+                           "sglang) or 1 (inside the CUDA graph, the default)")  # fmt: skip
+        return cls(mode=mode, dp_routing=routing, fused_mlp=fused, graph_metadata=in_graph)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
@@ -134,6 +140,15 @@ class SingleExpertConfig:
         env = os.environ if environ is None else environ
         env[CONFIG_ENV] = self.to_json()
         rank_config.cache_clear()
+
+
+def _switch(env: Mapping[str, str], name: str, choices: str) -> bool:
+    """An on/off variable (unset: on); ValueError naming it and the choices otherwise."""
+    raw = env.get(name) or "1"
+    value = raw.strip().lower()
+    if value not in _OFF + _ON:
+        raise ValueError(f"environment variable {name}={raw!r}: use {choices}")
+    return value in _ON
 
 
 @functools.cache

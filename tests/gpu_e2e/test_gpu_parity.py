@@ -150,6 +150,7 @@ def test_fp32_greedy_tokens_match_hf(shape, mode, tiny_models, tmp_path):
     with _serve(path, "float32", mode, tmp_path, env) as srv:
         batched = _generate(srv.base_url, prompts)
         single = _generate(srv.base_url, prompts[:1])  # batch 1: another decode graph
+        padded = _generate(srv.base_url, prompts[1:4])  # 3 of the batch-4 graph's 4 rows
     log = (tmp_path / "server.log").read_text(errors="replace")
     assert f"SingleExpertMoE: mode {mode}, rank 0 of 1" in log
     model = _hf_model(path, torch.float32)
@@ -160,6 +161,10 @@ def test_fp32_greedy_tokens_match_hf(shape, mode, tiny_models, tmp_path):
     # batch 1 runs another decode graph; it must agree with HF on its own
     _check_greedy(single[0], prompts[0], _hf_logprobs(model, prompts[0] + single[0]["ids"]),
                   "prompt 0 alone")  # fmt: skip
+    # 3 requests replay the batch-4 graph with a padded row (its metadata must ignore it)
+    for i, got in enumerate(padded, 1):
+        _check_greedy(got, prompts[i], _hf_logprobs(model, prompts[i] + got["ids"]),
+                      f"prompt {i} in a padded batch")  # fmt: skip
     assert compared >= 0.75 * MAX_NEW * len(prompts), f"only {compared} steps compared"
 
 

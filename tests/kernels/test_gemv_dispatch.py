@@ -2,15 +2,12 @@
 hand-made bench records, tables written and read back, bad tables refused with the file and
 the fix named, the shared table writer (``kernels.tables``) never losing the old table, and
 ``linear`` equal to a float64 matmul wherever it falls back.  Patch 0020's call from sglang's
-own linear layer is checked in a child process (``_linear_patch_worker.py``); the gemv path
-itself runs on a GPU (``test_gemv_dispatch_gpu.py``)."""
+own linear layer: ``tests/patching/test_patched_calls.py``; the gemv path itself runs on a
+GPU (``test_gemv_dispatch_gpu.py``)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -160,18 +157,6 @@ def test_the_bench_writes_the_table_from_one_runs_records(table_dir, tmp_path, c
     src.write_text(src.read_text() + json.dumps(_rec(512, 256, 2, "cublas", 1.0, sha="x")) + "\n")
     with pytest.raises(ValueError, match="records of 2 runs"):
         main(["--table-from", str(src)])
-
-
-def test_patched_sglang_linear_calls_the_dispatch():
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-    proc = subprocess.run([sys.executable, str(HERE / "_linear_patch_worker.py")], env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
-    assert proc.returncode == 0, f"worker failed:\n{proc.stderr[-4000:]}"
-    res = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert res == {"calls": 2, "err_ok": True, "bias_ok": True}, res
 
 
 def test_present_tables_names_the_kinds_on_disk(table_dir):
