@@ -29,8 +29,9 @@ The plain-torch reference is ``gemv_ref``; above ``MAX_M`` tokens use ``F.linear
 Measured on the H200 (``bench/results/h200/gemv.jsonl``, graph medians, cuBLAS in the same
 run): the best swept launch beats cuBLAS by 2-10% at M <= 16 (Qwen3-235B qkv 26.3 -> 24.0 us,
 o_proj 24.2 -> 21.8 us at M=1; floors 17.8 and 15.8 us), loses at M = 32, and
-:func:`default_config`'s pick is slower than cuBLAS on most shapes.  Serving does not call
-this kernel yet: that needs a measured per-shape table and a dispatch in the linear layers.
+:func:`default_config`'s pick is slower than cuBLAS on most shapes.  So serving runs this
+kernel only through ``gemv_dispatch``: a measured per-device table of (N, K, M) -> launch or
+cuBLAS, written by ``bench/bench_gemv.py --write-table``.
 """
 
 from __future__ import annotations

@@ -105,6 +105,7 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
     from sglang_ext.kernels.tables import present_tables
     from sglang_ext.perf.comm.devbw import device_copy_bw
     from sglang_ext.perf.profile.trace_analysis import load_events
+    from sglang_ext.serving.config import rank_config
 
     from .decode_budget import decode_kernel_stats
     from .rank import StepRunner, init_dist
@@ -137,6 +138,7 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
         "triton_attention_static_kv_splits": getattr(mr.attn_backend, "static_kv_splits", None),
         "standin_impl": _standin_impl(),
         "kernel_tables": present_tables(torch.cuda.get_device_name(rank)),
+        "graph_metadata": rank_config().graph_metadata,  # patch 0021 (SGLANG_EXT_GRAPH_METADATA)
         "rows": [],
     }
     steps = bargs.output_len - 1
@@ -223,6 +225,7 @@ def budget_record(
                 "triton_attention_static_kv_splits",
                 "standin_impl",
                 "kernel_tables",
+                "graph_metadata",
             )
         },  # fmt: skip
     }
