@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["collect_env", "make_record", "append_jsonl", "read_jsonl", "REQUIRED_KEYS"]
+__all__ = ["collect_env", "make_record", "append_jsonl", "read_jsonl", "one_run", "REQUIRED_KEYS"]
 
 REQUIRED_KEYS = ("schema", "bench", "ts", "git_sha", "env", "config", "metrics")
 _PACKAGES = ("sglang", "sglang-ext", "torch", "triton", "transformers", "numpy")
@@ -136,3 +136,13 @@ def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}:{lineno}: not a JSON record ({e})") from e
+
+
+def one_run(records: list[dict[str, Any]], source: str) -> tuple[str, str, str]:
+    """(device, Triton version, git sha) shared by every record of ``records``; a ValueError
+    naming ``source`` if they come from several runs (a table is written from one run)."""
+    runs = {(r["env"]["device"], r["env"]["versions"]["triton"], r["git_sha"]) for r in records}
+    if len(runs) != 1:
+        raise ValueError(f"{source}: records of {len(runs)} runs (device, Triton, sha): "
+                         f"{sorted(map(str, runs))}; keep one run's")  # fmt: skip
+    return next(iter(runs))

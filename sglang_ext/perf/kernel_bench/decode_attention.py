@@ -348,12 +348,9 @@ def write_stage1_table(records: list[dict], source: str) -> None:
     """The stage-1 launch table from one run's records (for the GPU and Triton version the
     records name), and a summary."""
     from sglang_ext.kernels import decode_attention_launch as dal
+    from sglang_ext.perf.records import one_run
 
-    runs = {(r["env"]["device"], r["env"]["versions"]["triton"], r["git_sha"]) for r in records}
-    if len(runs) != 1:
-        raise ValueError(f"{source}: records of {len(runs)} runs (device, Triton, sha): "
-                         f"{sorted(map(str, runs))}; keep one run's")  # fmt: skip
-    ((device, triton_version, sha),) = runs
+    device, triton_version, sha = one_run(records, source)
     shapes = dal.choose_buckets(records)
     path = dal.table_file(device, triton_version=triton_version)
     notes = {"source": f"{source} (sglang-ext {sha})"}

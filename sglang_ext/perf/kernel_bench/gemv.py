@@ -257,12 +257,9 @@ def write_gemv_table(records: list[dict], source: str) -> None:
     """The gemv table from one run's records (for the GPU and Triton version the records
     name), and a summary."""
     from sglang_ext.kernels import gemv_dispatch as gd
+    from sglang_ext.perf.records import one_run
 
-    runs = {(r["env"]["device"], r["env"]["versions"]["triton"], r["git_sha"]) for r in records}
-    if len(runs) != 1:
-        raise ValueError(f"{source}: records of {len(runs)} runs (device, Triton, sha): "
-                         f"{sorted(map(str, runs))}; keep one run's")  # fmt: skip
-    ((device, triton_version, sha),) = runs
+    device, triton_version, sha = one_run(records, source)
     shapes = gd.choose_buckets(records)
     path = gd.table_file(device, triton_version=triton_version)
     notes = {"source": f"{source} (sglang-ext {sha})"}
