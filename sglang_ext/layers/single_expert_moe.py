@@ -30,10 +30,11 @@ and token-count bucket names a kernel (``sglang_ext.kernels.fused_mlp_dispatch``
 ``fused_mlp.fused_swiglu_mlp`` (``triton_v2``) or the CUDA one-launch
 ``cuda_onelaunch.fused_swiglu_mlp_cuda`` (``cuda_onelaunch``, M <= 32).  No table, no entry,
 CPU, float32, or ``SGLANG_EXT_FUSED_MLP=0`` (read once per process:
-``serving.config.rank_config().fused_mlp``): cuBLAS, whose two GEMMs go where the device's
-measured gemv table says (``kernels.gemv_dispatch``, as sglang's linears under patch 0020:
-the one-launch skinny GEMM at the decode M it wins, else cuBLAS).  ``use_kernel=False``
-forces torch with cuBLAS GEMMs (the benches' baseline);
+``serving.config.rank_config().fused_mlp``): cuBLAS.  On the default path (fast path on)
+the cuBLAS MLP's two GEMMs go where the device's measured gemv table says
+(``kernels.gemv_dispatch``, as sglang's linears under patch 0020: the one-launch skinny GEMM
+at the decode M it wins, else cuBLAS); ``SGLANG_EXT_FUSED_MLP=0`` keeps them on cuBLAS.
+``use_kernel=False`` forces torch with cuBLAS GEMMs (the benches' baseline);
 ``use_kernel=True`` demands the Triton kernel and a name from ``IMPLS`` demands that one (an
 error if unusable).
 """
@@ -200,7 +201,8 @@ def swiglu_mlp(
     else:
         raise ValueError(f"use_kernel={use_kernel!r}: use None, True, False or one of {IMPLS}")
     if impl == "cublas":  # the default's GEMMs: cuBLAS, or gemv where its table says it wins
-        return _torch_mlp(x, w13, w2, gemv_dispatch.linear if use_kernel is None else F.linear)
+        measured = use_kernel is None and not _switched_off()
+        return _torch_mlp(x, w13, w2, gemv_dispatch.linear if measured else F.linear)
     kernel = _load_kernel(impl, str(x.device))
     if kernel is not None:
         return kernel(x.contiguous(), w13, w2)

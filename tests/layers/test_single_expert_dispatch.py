@@ -107,3 +107,32 @@ def test_forced_kernel_that_cannot_run_is_an_error():
         SingleExpertMoE(
             hidden_size=16, intermediate_size=24, mode="tp", rank=0, world_size=1, use_kernel="fast"
         )
+
+
+def test_cublas_mlp_gemms_go_through_the_gemv_dispatch_unless_switched_off(monkeypatch):
+    """The default cuBLAS MLP sends its two GEMMs to ``gemv_dispatch.linear`` (which runs the
+    skinny GEMM only where its table says, and F.linear on the CPU); ``use_kernel=False``
+    and ``SGLANG_EXT_FUSED_MLP=0`` keep plain F.linear.  A spy counts the calls; the
+    output is checked against float64 each time."""
+    from sglang_ext.kernels import gemv_dispatch
+
+    calls = []
+    real = gemv_dispatch.linear
+    monkeypatch.setattr(gemv_dispatch, "linear",
+                        lambda x, w, b=None: calls.append(tuple(w.shape)) or real(x, w, b))  # fmt: skip
+    gen = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 64, generator=gen)
+    w13, w2 = torch.randn(48, 64, generator=gen) / 8, torch.randn(64, 24, generator=gen) / 5
+    ref = swiglu_mlp_ref(x.double(), w13.double(), w2.double())
+
+    def run(**kw):
+        calls.clear()
+        torch.testing.assert_close(sem.swiglu_mlp(x, w13, w2, **kw).double(), ref,
+                                   rtol=1e-5, atol=1e-6)  # fmt: skip
+        return list(calls)
+
+    assert run() == [(48, 64), (64, 24)]
+    assert run(use_kernel=False) == []
+    monkeypatch.setenv("SGLANG_EXT_FUSED_MLP", "0")
+    rank_config.cache_clear()
+    assert run() == []
