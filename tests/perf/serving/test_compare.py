@@ -62,13 +62,16 @@ def test_fake_servers_compared(tmp_path, monkeypatch):
         port = r["config"]["server_cmd"][r["config"]["server_cmd"].index("--port") + 1]
         assert not http_ok(f"http://127.0.0.1:{port}/health")  # server stopped
         assert r["config"]["client_cmd"][:2] == ["python", "bench/serve_load.py"]
-    # the tp fake sleeps TOKEN_DELAY_S between tokens: a lower bound load cannot break
+    # the tp fake sleeps TOKEN_DELAY_S between tokens, the dp fake not at all.  The client
+    # measures TPOT as (e2e - TTFT) / (tokens - 1) from its own arrival times, so a first
+    # chunk that reaches it late shortens the measured gaps a little: 19.94 ms was seen for a
+    # 20 ms sleep (3 gaps).  Hence 90% of the sleep as tp's floor and half of it as dp's cap.
     for r in records:
         tpot = r["metrics"]["median_tpot_ms"]
         if r["config"]["label"] == "tp":
-            assert tpot >= TOKEN_DELAY_S * 1e3
+            assert tpot >= 0.9 * TOKEN_DELAY_S * 1e3, tpot
         else:
-            assert tpot < TOKEN_DELAY_S * 1e3
+            assert tpot < 0.5 * TOKEN_DELAY_S * 1e3, tpot
     text = report.read_text()
     assert "at inf (saturation): tp / dp = " in text and "throughput_vs_load.png" in text
     assert (tmp_path / "compare.jsonl").exists() and (tmp_path / "server_tp.log").exists()
