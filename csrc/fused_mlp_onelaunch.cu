@@ -185,6 +185,13 @@ __global__ void __launch_bounds__(kThreads) fused_mlp_onelaunch_kernel(const Par
   }
 
   cg::this_grid().sync();  // every h[m, i] of this launch is written and visible
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  // Every block is resident and past phase 1: a kernel launched after this one with
+  // programmatic dependent launch (sglang_ext/kernels/pdl.py) may start now; it waits
+  // (griddepcontrol.wait) for this grid to complete before it touches memory.  A no-op for
+  // a plain launch after it.
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
 
   // ---- phase 2: out[m, n] = h[m] . w2[n] --------------------------------------------------
   {

@@ -12,6 +12,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import pdl
 from .activation_ref import ACTIVATIONS, gated_act_ref
 
 __all__ = ["gated_act"]
@@ -33,7 +34,10 @@ def _gated_kernel(
     ACT: tl.constexpr,  # 0 silu, 1 gelu (erf), 2 gelu (tanh)
     ROWS: tl.constexpr,
     BLOCK: tl.constexpr,
+    PDL: tl.constexpr,
 ):
+    if PDL:
+        pdl.wait_then_release()
     rows = (tl.program_id(0) * ROWS + tl.arange(0, ROWS)).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     mask = (rows < n_rows)[:, None] & (cols < d)[None, :]
@@ -77,5 +81,6 @@ def gated_act(x: torch.Tensor, out: torch.Tensor, act: str = "silu") -> torch.Te
     _gated_kernel[grid](
         x2, o2, n_rows, d, *x2.stride(), *o2.stride(),
         ACT=ACTIVATIONS.index(act), ROWS=rows, BLOCK=block, num_warps=4,
+        **pdl.launch_kwargs(x2),
     )  # fmt: skip
     return out

@@ -20,6 +20,10 @@ at M=1: 7.1 + 1.8 us against a 3.9 us weight-read floor).  Here one launch does 
 * No split over K: no workspace, no atomics, no second launch, and each output's sum over K
   runs in one fixed order (deterministic).  The grid is ``cdiv(N, BLOCK_N)`` programs, so
   the block sizes must give the GPU enough of them: :func:`default_config`.
+* With programmatic dependent launch (``kernels.pdl``, Hopper+), a program first asks L2
+  for its whole weight slice (``prefetch.global.L2``, one per 128-byte line; the weight is
+  no kernel's output) and only then waits for the kernel before it: the weight read
+  overlaps that kernel's tail and this launch.
 * K and N need not be multiples of the blocks (masked); K must be a multiple of 8 (16-byte
   rows for 16-bit types).  No host syncs and no allocation but ``out`` when it is not given:
   capturable in a CUDA graph.
@@ -44,12 +48,23 @@ import triton
 import triton.language as tl
 from triton.runtime import JITFunction
 
+from . import pdl
+
 __all__ = ["DEFAULT_CONFIG", "MAX_M", "GemvConfig", "default_config", "gemv"]
 
 MAX_M = 32  # tokens per call; beyond this the weight is no longer the whole cost
 _DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 _SMS = 132  # H100 / H200 SXM: the heuristic sizes the grid for this many SMs
 _STAGE_ELEMS = 16384  # weight + token tile of one pipeline stage: 32 KiB of 16-bit elements
+
+
+@triton.jit
+def _prefetch_l2(ptrs):
+    """Ask L2 for the 128-byte line of each pointer (no registers written, no wait)."""
+    tl.inline_asm_elementwise(
+        "prefetch.global.L2 [$1]; mov.u32 $0, 0;", "=r,l", [ptrs], dtype=tl.int32,
+        is_pure=False, pack=1,
+    )  # fmt: skip
 
 
 @triton.jit(do_not_specialize=["M"])  # one compile for every M of a BLOCK_M
@@ -69,10 +84,19 @@ def _gemv_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    PDL: tl.constexpr,
+    LINE: tl.constexpr,
 ):
     rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N] rows of w
     rk = tl.arange(0, BLOCK_K)
     nmask = rn < N
+    if PDL:  # the weight is no kernel's output: stream it into L2 while the previous runs
+        if LINE > 0:
+            rl = tl.arange(0, BLOCK_K // LINE) * LINE  # one pointer per 128-byte line
+            w_rows = w_ptr + tl.minimum(rn, N - 1).to(tl.int64)[:, None] * sw_n
+            for k0 in range(0, K, BLOCK_K):
+                _prefetch_l2(w_rows + tl.minimum(k0 + rl, K - 1)[None, :])
+        pdl.wait_then_release()  # before any read of x or write of y
     w_ptrs = w_ptr + rn.to(tl.int64)[:, None] * sw_n + rk[None, :]  # [BLOCK_N, BLOCK_K]
     if HAS_BIAS:
         bias = tl.load(b_ptr + rn, mask=nmask, other=0.0).to(tl.float32)
@@ -257,6 +281,14 @@ def gemv(
         x, w, bias if bias is not None else w, out, m, n, k, x.stride(0), w.stride(0),
         out.stride(0), HAS_BIAS=bias is not None, USE_DOT=config.use_dot,
         BLOCK_M=max(16, triton.next_power_of_2(m)), BLOCK_N=config.block_n,
-        BLOCK_K=config.block_k, num_warps=config.num_warps, num_stages=config.num_stages,
+        BLOCK_K=config.block_k, LINE=_line(config, w), num_warps=config.num_warps,
+        num_stages=config.num_stages, **pdl.launch_kwargs(x),
     )  # fmt: skip
     return out
+
+
+def _line(config: GemvConfig, w: torch.Tensor) -> int:
+    """Elements of ``w`` per 128-byte line when a K step spans whole lines, else 0 (no
+    prefetch)."""
+    line = 128 // w.element_size()
+    return line if config.block_k >= line else 0

@@ -14,6 +14,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import pdl
 from .norm_ref import fused_add_rmsnorm_ref, rmsnorm_ref
 
 __all__ = ["rmsnorm", "fused_add_rmsnorm", "MAX_D"]
@@ -41,7 +42,10 @@ def _rmsnorm_kernel(
     GEMMA: tl.constexpr,
     ROWS: tl.constexpr,
     BLOCK_D: tl.constexpr,
+    PDL: tl.constexpr,
 ):
+    if PDL:
+        pdl.wait_then_release()
     rows = (tl.program_id(0) * ROWS + tl.arange(0, ROWS)).to(tl.int64)  # [ROWS]
     cols = tl.arange(0, BLOCK_D)  # [BLOCK_D]
     cmask = cols < D
@@ -82,6 +86,7 @@ def _launch(x2, r2, w, o2, eps: float, gemma: bool) -> None:
     _rmsnorm_kernel[grid](
         x2, r2_, w, o2, n_rows, d, *x2.stride(), *r2_.stride(), *o2.stride(), eps,
         HAS_RES=r2 is not None, GEMMA=gemma, ROWS=rows, BLOCK_D=block_d, num_warps=warps,
+        **pdl.launch_kwargs(x2),
     )  # fmt: skip
 
 

@@ -23,6 +23,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import pdl
 from .qk_norm_rope_ref import qk_norm_rope_ref
 from .rope import _token_cos_sin, launch_shape
 from .rope_ref import heads_view
@@ -116,7 +117,10 @@ def _qk_norm_rope_kernel(
     BLOCK_H: tl.constexpr,
     BLOCK_R: tl.constexpr,
     STORE_KV: tl.constexpr,
+    PDL: tl.constexpr,
 ):
+    if PDL:
+        pdl.wait_then_release()
     t, _, _, cos, sin = _token_cos_sin(pos_ptr, cache_ptr, s_cache, half, BLOCK_R)
     _norm_rotate_heads(
         q_ptr + t * sq_t, qw_ptr, n_q, sq_h, sq_d, half, eps, cos, sin, q_ptr, 0,
@@ -201,6 +205,7 @@ def qk_norm_rope(
         *q3.stride(), *k3.stride(), cos_sin_cache.stride(0), float(eps),
         v3, *v3.stride(), loc, kc, vc, kc.stride(0), kc.stride(1),
         BLOCK_H=block_h, BLOCK_R=block_r, STORE_KV=store, num_warps=warps,
+        **pdl.launch_kwargs(q3),
     )  # fmt: skip
 
 

@@ -102,6 +102,7 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
     from sglang.srt.server_args import prepare_server_args
     from torch.profiler import ProfilerActivity, profile
 
+    from sglang_ext.kernels import pdl
     from sglang_ext.kernels.tables import present_tables
     from sglang_ext.perf.comm.devbw import device_copy_bw
     from sglang_ext.perf.profile.trace_analysis import load_events
@@ -139,6 +140,8 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
         "standin_impl": _standin_impl(),
         "kernel_tables": present_tables(torch.cuda.get_device_name(rank)),
         "graph_metadata": rank_config().graph_metadata,  # patch 0021 (SGLANG_EXT_GRAPH_METADATA)
+        # programmatic dependent launch of our Triton kernels, as it is on (SGLANG_EXT_PDL)
+        "pdl": pdl.enabled(torch.empty(0, device=f"cuda:{rank}")),
         "rows": [],
     }
     steps = bargs.output_len - 1
@@ -226,6 +229,7 @@ def budget_record(
                 "standin_impl",
                 "kernel_tables",
                 "graph_metadata",
+                "pdl",
             )
         },  # fmt: skip
     }

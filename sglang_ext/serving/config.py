@@ -33,6 +33,7 @@ __all__ = [
     "DP_ROUTING_ENV",
     "FUSED_MLP_ENV",
     "GRAPH_METADATA_ENV",
+    "PDL_ENV",
     "SingleExpertConfig",
     "rank_config",
 ]
@@ -41,6 +42,7 @@ CONFIG_ENV = "SGLANG_EXT_CONFIG"
 DP_ROUTING_ENV = "SINGLE_EXPERT_DP_ROUTING"
 FUSED_MLP_ENV = "SGLANG_EXT_FUSED_MLP"
 GRAPH_METADATA_ENV = "SGLANG_EXT_GRAPH_METADATA"
+PDL_ENV = "SGLANG_EXT_PDL"
 _OFF = ("0", "false", "off", "no")
 _ON = ("1", "true", "on", "yes")
 
@@ -61,6 +63,9 @@ class SingleExpertConfig:
     graph_metadata: bool = True
     """Compute the Triton attention's decode metadata inside the CUDA graph (patch 0021;
     False: on the host before each replay, as sglang does)."""
+    pdl: bool = True
+    """Launch our Triton kernels with programmatic dependent launch where the GPU and Triton
+    support it (``sglang_ext.kernels.pdl``; False: plain stream order)."""
 
     def __post_init__(self) -> None:
         # imported here: sglang_ext.layers imports this module (for rank_config)
@@ -73,7 +78,7 @@ class SingleExpertConfig:
             )
         if self.dp_routing not in DP_ROUTINGS:
             raise ValueError(f"dp_routing={self.dp_routing!r}: use one of {DP_ROUTINGS}")
-        for name in ("fused_mlp", "graph_metadata"):
+        for name in ("fused_mlp", "graph_metadata", "pdl"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r}: use True or False")
 
@@ -99,7 +104,9 @@ class SingleExpertConfig:
                         "fused-MLP dispatch, the default)")  # fmt: skip
         in_graph = _switch(env, GRAPH_METADATA_ENV, "0 (attention metadata on the host, as "
                            "sglang) or 1 (inside the CUDA graph, the default)")  # fmt: skip
-        return cls(mode=mode, dp_routing=routing, fused_mlp=fused, graph_metadata=in_graph)
+        pdl = _switch(env, PDL_ENV, "0 (plain stream order) or 1 (programmatic dependent "
+                      "launch where supported, the default)")  # fmt: skip
+        return cls(mode=mode, dp_routing=routing, fused_mlp=fused, graph_metadata=in_graph, pdl=pdl)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

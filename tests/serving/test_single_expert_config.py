@@ -14,7 +14,7 @@ from sglang_ext.serving.config import CONFIG_ENV, SingleExpertConfig, rank_confi
 @pytest.fixture(autouse=True)
 def _fresh_rank_config(monkeypatch):
     for name in (CONFIG_ENV, "SINGLE_EXPERT_MODE", cfg.DP_ROUTING_ENV, cfg.FUSED_MLP_ENV,
-                 cfg.GRAPH_METADATA_ENV):  # fmt: skip
+                 cfg.GRAPH_METADATA_ENV, cfg.PDL_ENV):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     rank_config.cache_clear()
     yield
@@ -42,12 +42,18 @@ def _fresh_rank_config(monkeypatch):
 def test_user_variables(environ, flag, expected):
     c = SingleExpertConfig.from_user_env(environ, mode_flag=flag)
     assert (c.mode, c.dp_routing, c.fused_mlp) == expected
-    assert c.graph_metadata is True  # unset: on
+    assert c.graph_metadata is True and c.pdl is True  # unset: on
 
 
 @pytest.mark.parametrize("raw, on", [("0", False), (" OFF", False), ("yes", True), ("", True)])
 def test_graph_metadata_switch(raw, on):
     assert SingleExpertConfig.from_user_env({"SGLANG_EXT_GRAPH_METADATA": raw}).graph_metadata is on
+
+
+@pytest.mark.parametrize("raw, on", [("0", False), ("False", False), ("on", True), ("", True)])
+def test_pdl_switch(raw, on):
+    c = SingleExpertConfig.from_user_env({"SGLANG_EXT_PDL": raw})
+    assert c.pdl is on and c.graph_metadata is True and c.fused_mlp is True
 
 
 @pytest.mark.parametrize(
@@ -57,6 +63,7 @@ def test_graph_metadata_switch(raw, on):
         ({"SINGLE_EXPERT_DP_ROUTING": "rr"}, r"SINGLE_EXPERT_DP_ROUTING='rr'.*round_robin"),
         ({"SGLANG_EXT_FUSED_MLP": "maybe"}, r"SGLANG_EXT_FUSED_MLP='maybe'.*use 0.*or 1"),
         ({"SGLANG_EXT_GRAPH_METADATA": "2"}, r"SGLANG_EXT_GRAPH_METADATA='2'.*use 0.*or 1"),
+        ({"SGLANG_EXT_PDL": "pdl"}, r"SGLANG_EXT_PDL='pdl'.*use 0.*or 1"),
     ],
 )
 def test_bad_user_variable_is_named(environ, match):
@@ -74,6 +81,7 @@ def test_bad_user_variable_is_named(environ, match):
         ('{"dp_routing": "rr"}', r"SGLANG_EXT_CONFIG: dp_routing='rr'"),
         ('{"fused_mlp": "yes"}', r"SGLANG_EXT_CONFIG: fused_mlp='yes': use True or False"),
         ('{"graph_metadata": 1}', r"SGLANG_EXT_CONFIG: graph_metadata=1: use True or False"),
+        ('{"pdl": "on"}', r"SGLANG_EXT_CONFIG: pdl='on': use True or False"),
     ],
 )
 def test_bad_config_variable_is_named(text, match):
@@ -96,6 +104,7 @@ def test_export_is_json_and_wins_over_user_variables():
         "dp_routing": "round_robin",
         "fused_mlp": False,
         "graph_metadata": True,
+        "pdl": True,
     }
     got = SingleExpertConfig.from_env(env)  # the JSON, not SINGLE_EXPERT_MODE=tp
     assert (got.mode, got.dp_routing, got.fused_mlp) == ("dp", "round_robin", False)
@@ -120,6 +129,7 @@ def test_a_spawned_rank_reads_what_the_launcher_exported(monkeypatch):
         "dp_routing": "round_robin",
         "fused_mlp": False,
         "graph_metadata": True,
+        "pdl": True,
     }
 
 

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from triton.runtime import OutOfResources
 
+from sglang_ext.kernels import pdl
 from sglang_ext.kernels.gemv import MAX_M, GemvConfig, default_config, gemv
 from sglang_ext.kernels.gemv_dispatch import CUBLAS  # the ``kernel`` of the baseline rows
 
@@ -159,7 +160,7 @@ def bench_point(
         return ((y.float() - ref).abs().max() / ref.abs().max()).item()
 
     base = {"shape": shape, "n": n, "k": k, "m": m, "dtype": str(dtype).removeprefix("torch."),
-            "weight_sets": len(sets)}  # fmt: skip
+            "weight_sets": len(sets), "pdl": pdl.enabled(x)}  # fmt: skip
 
     def cublas(w: torch.Tensor) -> torch.Tensor:
         return F.linear(x, w)
