@@ -21,7 +21,7 @@ The protocol every kernel here follows, so mixing PDL and plain launches stays c
 
 :func:`launch_kwargs` gives a launch its extra arguments: ``PDL=True, launch_pdl=True``
 where PDL is on for the tensor's device, ``PDL=False`` elsewhere (CPU, the interpreter,
-GPUs before Hopper, a Triton without ``gdc_wait``, or ``SGLANG_EXT_PDL=0``, a field of the
+GPUs before Hopper, a Triton without ``gdc_wait``, or ``SGLANG_EXT_PDL`` unset or 0 (the default), a field of the
 ranks' typed config).
 """
 

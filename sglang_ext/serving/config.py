@@ -17,6 +17,10 @@ User-facing variables (read only by :meth:`SingleExpertConfig.from_user_env`):
 - ``SGLANG_EXT_GRAPH_METADATA``: ``0`` (same spellings) leaves the Triton attention's decode
   metadata to sglang's host-side replay preparation (patch 0021 computes it inside the CUDA
   graph); ``1`` or unset keeps it in the graph.
+- ``SGLANG_EXT_PDL``: ``1`` (same spellings) launches our Triton kernels with programmatic
+  dependent launch (``sglang_ext.kernels.pdl``) where the GPU (compute capability 9.0+) and
+  Triton support it; ``0`` or unset: plain stream order (the default: on the H200 it did not
+  pay, ``bench/results/h200/gpu_call29.log``).
 """
 
 from __future__ import annotations
@@ -63,7 +67,7 @@ class SingleExpertConfig:
     graph_metadata: bool = True
     """Compute the Triton attention's decode metadata inside the CUDA graph (patch 0021;
     False: on the host before each replay, as sglang does)."""
-    pdl: bool = True
+    pdl: bool = False
     """Launch our Triton kernels with programmatic dependent launch where the GPU and Triton
     support it (``sglang_ext.kernels.pdl``; False: plain stream order)."""
 
@@ -104,8 +108,8 @@ class SingleExpertConfig:
                         "fused-MLP dispatch, the default)")  # fmt: skip
         in_graph = _switch(env, GRAPH_METADATA_ENV, "0 (attention metadata on the host, as "
                            "sglang) or 1 (inside the CUDA graph, the default)")  # fmt: skip
-        pdl = _switch(env, PDL_ENV, "0 (plain stream order) or 1 (programmatic dependent "
-                      "launch where supported, the default)")  # fmt: skip
+        pdl = _switch(env, PDL_ENV, "0 (plain stream order, the default) or 1 (programmatic "
+                      "dependent launch where supported)", default=False)  # fmt: skip
         return cls(mode=mode, dp_routing=routing, fused_mlp=fused, graph_metadata=in_graph, pdl=pdl)
 
     def to_json(self) -> str:
@@ -149,9 +153,9 @@ class SingleExpertConfig:
         rank_config.cache_clear()
 
 
-def _switch(env: Mapping[str, str], name: str, choices: str) -> bool:
+def _switch(env: Mapping[str, str], name: str, choices: str, default: bool = True) -> bool:
     """An on/off variable (unset: on); ValueError naming it and the choices otherwise."""
-    raw = env.get(name) or "1"
+    raw = env.get(name) or ("1" if default else "0")
     value = raw.strip().lower()
     if value not in _OFF + _ON:
         raise ValueError(f"environment variable {name}={raw!r}: use {choices}")

@@ -26,7 +26,7 @@ def test_cpu_launches_take_no_pdl(fresh):
     assert pdl.launch_kwargs(torch.empty(2)) == {"PDL": False}  # no launch_pdl for the interpreter
 
 
-@pytest.mark.parametrize("raw, on", [(None, True), ("1", True), ("0", False), ("off", False)])
+@pytest.mark.parametrize("raw, on", [(None, False), ("1", True), ("0", False), ("off", False)])
 def test_the_switch_turns_pdl_off(fresh, raw, on):
     fresh.setattr(pdl, "supported", lambda index: True)
     if raw is None:

@@ -27,9 +27,22 @@ pytestmark = [
 D, H, INTER, EPS = 2048, 4096, 1536, 1e-6
 
 
+@pytest.fixture(autouse=True)
+def _pdl_on(monkeypatch):
+    """These tests run the kernels with PDL (SGLANG_EXT_PDL=1; off by default)."""
+    from sglang_ext.serving.config import rank_config
+
+    monkeypatch.delenv("SGLANG_EXT_CONFIG", raising=False)
+    monkeypatch.setenv("SGLANG_EXT_PDL", "1")
+    rank_config.cache_clear()
+    pdl._on.cache_clear()
+    yield
+    rank_config.cache_clear()
+    pdl._on.cache_clear()
+
+
 def test_pdl_is_on_here():
-    """On Hopper with a Triton that has the gdc ops, the kernels launch with PDL: the GPU
-    figures are measured with it unless SGLANG_EXT_PDL=0."""
+    """On Hopper with a Triton that has the gdc ops, SGLANG_EXT_PDL=1 launches with PDL."""
     import triton
 
     assert pdl.supported(0), f"Triton {triton.__version__} lacks tl.extra.cuda.gdc_wait"

@@ -42,7 +42,7 @@ def _fresh_rank_config(monkeypatch):
 def test_user_variables(environ, flag, expected):
     c = SingleExpertConfig.from_user_env(environ, mode_flag=flag)
     assert (c.mode, c.dp_routing, c.fused_mlp) == expected
-    assert c.graph_metadata is True and c.pdl is True  # unset: on
+    assert c.graph_metadata is True and c.pdl is False  # unset: metadata on, PDL off
 
 
 @pytest.mark.parametrize("raw, on", [("0", False), (" OFF", False), ("yes", True), ("", True)])
@@ -50,7 +50,7 @@ def test_graph_metadata_switch(raw, on):
     assert SingleExpertConfig.from_user_env({"SGLANG_EXT_GRAPH_METADATA": raw}).graph_metadata is on
 
 
-@pytest.mark.parametrize("raw, on", [("0", False), ("False", False), ("on", True), ("", True)])
+@pytest.mark.parametrize("raw, on", [("0", False), ("False", False), ("on", True), ("", False)])
 def test_pdl_switch(raw, on):
     c = SingleExpertConfig.from_user_env({"SGLANG_EXT_PDL": raw})
     assert c.pdl is on and c.graph_metadata is True and c.fused_mlp is True
@@ -104,7 +104,7 @@ def test_export_is_json_and_wins_over_user_variables():
         "dp_routing": "round_robin",
         "fused_mlp": False,
         "graph_metadata": True,
-        "pdl": True,
+        "pdl": False,
     }
     got = SingleExpertConfig.from_env(env)  # the JSON, not SINGLE_EXPERT_MODE=tp
     assert (got.mode, got.dp_routing, got.fused_mlp) == ("dp", "round_robin", False)
@@ -129,7 +129,7 @@ def test_a_spawned_rank_reads_what_the_launcher_exported(monkeypatch):
         "dp_routing": "round_robin",
         "fused_mlp": False,
         "graph_metadata": True,
-        "pdl": True,
+        "pdl": False,
     }
 
 
