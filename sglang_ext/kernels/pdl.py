@@ -21,8 +21,13 @@ The protocol every kernel here follows, so mixing PDL and plain launches stays c
 
 :func:`launch_kwargs` gives a launch its extra arguments: ``PDL=True, launch_pdl=True``
 where PDL is on for the tensor's device, ``PDL=False`` elsewhere (CPU, the interpreter,
-GPUs before Hopper, a Triton without ``gdc_wait``, or ``SGLANG_EXT_PDL`` unset or 0 (the default), a field of the
-ranks' typed config).
+GPUs before Hopper, a Triton without ``gdc_wait``, or the ranks' typed config's ``pdl`` off:
+``SGLANG_EXT_PDL`` unset or 0, the default).
+
+Off by default because it did not pay on the H200 (``bench/results/h200/gpu_call29.log``,
+Qwen3-30B-A3B one-expert decode, same run: graph replay 2.15 vs 2.08 ms at batch 1, 3.00 vs
+3.07 ms at batch 32): sglang's attention and cuBLAS launch plainly, so the overlap breaks
+every layer.
 """
 
 from __future__ import annotations
@@ -62,15 +67,14 @@ def supported(device_index: int) -> bool:
     )
 
 
-@functools.cache
 def _on(device_index: int) -> bool:
-    from sglang_ext.serving.config import rank_config  # the ranks' typed switch
+    from sglang_ext.serving.config import rank_config  # the ranks' typed switch, cached
 
     return supported(device_index) and rank_config().pdl
 
 
 def enabled(t: torch.Tensor) -> bool:
-    """PDL is on for launches on ``t``'s device (read once per device and process)."""
+    """PDL is on for launches on ``t``'s device (both inputs read once per process)."""
     return t.is_cuda and _on(t.device.index if t.device.index is not None else 0)
 
 

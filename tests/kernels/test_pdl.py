@@ -14,11 +14,9 @@ from sglang_ext.serving.config import PDL_ENV, rank_config
 @pytest.fixture
 def fresh(monkeypatch):
     monkeypatch.delenv("SGLANG_EXT_CONFIG", raising=False)
-    for f in (rank_config, pdl._on):
-        f.cache_clear()
+    rank_config.cache_clear()
     yield monkeypatch
-    for f in (rank_config, pdl._on):
-        f.cache_clear()
+    rank_config.cache_clear()
 
 
 def test_cpu_launches_take_no_pdl(fresh):

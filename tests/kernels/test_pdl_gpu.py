@@ -35,10 +35,8 @@ def _pdl_on(monkeypatch):
     monkeypatch.delenv("SGLANG_EXT_CONFIG", raising=False)
     monkeypatch.setenv("SGLANG_EXT_PDL", "1")
     rank_config.cache_clear()
-    pdl._on.cache_clear()
     yield
     rank_config.cache_clear()
-    pdl._on.cache_clear()
 
 
 def test_pdl_is_on_here():
