@@ -45,6 +45,7 @@ __all__ = [
     "Bucket",
     "choose_buckets",
     "config_for",
+    "launch_for",
     "linear",
     "load_table",
     "shape_key",
@@ -139,9 +140,9 @@ def _cuda_config(m: int, n: int, k: int, dtype: torch.dtype, index: int) -> Gemv
     return c
 
 
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.linear(x, weight, bias)``, through the gemv kernel where the device's table says
-    so (patch 0020's call; cached per shape, so a decode step pays one dict lookup)."""
+def launch_for(x: torch.Tensor, weight: torch.Tensor) -> GemvConfig | None:
+    """The gemv launch the device's table gives ``x @ weight^T``, or None (cuBLAS, or not a
+    call gemv takes: CPU, batched, strided, another dtype, a trace under torch.compile)."""
     if (
         x.is_cuda
         and x.dim() == 2
@@ -149,11 +150,18 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
         and weight.dtype == x.dtype
         and x.stride(1) == 1
         and weight.stride(1) == 1
-        and (bias is None or bias.is_contiguous())
         and not torch.compiler.is_compiling()
     ):
         m, k = x.shape
-        config = _cuda_config(m, weight.shape[0], k, x.dtype, x.device.index or 0)
+        return _cuda_config(m, weight.shape[0], k, x.dtype, x.device.index or 0)
+    return None
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``, through the gemv kernel where the device's table says
+    so (patch 0020's call; cached per shape, so a decode step pays one dict lookup)."""
+    if bias is None or bias.is_contiguous():
+        config = launch_for(x, weight)
         if config is not None:
             return gemv(x, weight, bias, config=config)
     return F.linear(x, weight, bias)

@@ -418,6 +418,30 @@ class SingleExpertMoE(torch.nn.Module):
             dist.all_reduce(out, group=self.group)
         return out.view(hidden_states.shape)
 
+    def forward_normed(
+        self, x: torch.Tensor, residual: torch.Tensor | None, norm_weight: torch.Tensor, eps: float
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The decoder layer's post-attention RMSNorm and this expert in two launches:
+        ``(forward(rmsnorm(x + residual) * norm_weight), x + residual)``, the norm inside the
+        gate/up GEMM's prologue and the SwiGLU in its epilogue (``kernels.norm_gemv``), then
+        the down GEMM (``gemv_dispatch.linear``).  None where that is not this layer's
+        computation or not measured faster: more than one rank, a CPU tensor, the measured
+        MLP dispatch switched off (``SGLANG_EXT_FUSED_MLP=0``), a demanded kernel, or no gemv
+        launch in the device's table for the gate/up weight at this many tokens."""
+        if self.world_size != 1 or self.use_kernel is not None or _switched_off() or x.dim() != 2:
+            return None
+        config = gemv_dispatch.launch_for(x, self.w13_weight)
+        if config is None:
+            return None
+        from sglang_ext.kernels.norm_gemv import norm_gemv, swiglu_config
+
+        h, new_res = norm_gemv(
+            x, residual, norm_weight, eps, self.w13_weight, swiglu=True,
+            config=swiglu_config(config),
+        )  # fmt: skip
+        self._count(x.shape[0])
+        return gemv_dispatch.linear(h, self.w2_weight), new_res
+
     def _forward_dp(self, x: torch.Tensor) -> torch.Tensor:
         sel = self._route(x.shape[0], x.device)
         self.last_selection = sel

@@ -142,6 +142,8 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
         "graph_metadata": rank_config().graph_metadata,  # patch 0021 (SGLANG_EXT_GRAPH_METADATA)
         # programmatic dependent launch of our Triton kernels, as it is on (SGLANG_EXT_PDL)
         "pdl": pdl.enabled(torch.empty(0, device=f"cuda:{rank}")),
+        # the decoder layer's norms inside the linears (patch 0023, SGLANG_EXT_FUSED_NORM)
+        "fused_norm": rank_config().fused_norm,
         "rows": [],
     }
     steps = bargs.output_len - 1
@@ -230,6 +232,7 @@ def budget_record(
                 "kernel_tables",
                 "graph_metadata",
                 "pdl",
+                "fused_norm",
             )
         },  # fmt: skip
     }

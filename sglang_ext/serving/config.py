@@ -17,6 +17,9 @@ User-facing variables (read only by :meth:`SingleExpertConfig.from_user_env`):
 - ``SGLANG_EXT_GRAPH_METADATA``: ``0`` (same spellings) leaves the Triton attention's decode
   metadata to sglang's host-side replay preparation (patch 0021 computes it inside the CUDA
   graph); ``1`` or unset keeps it in the graph.
+- ``SGLANG_EXT_FUSED_NORM``: ``0`` (same spellings) keeps the decoder layer's two RMSNorms
+  as kernels of their own; ``1`` or unset runs them inside the linears after them at decode
+  on one GPU (patch 0023, ``sglang_ext.serving.fused_layer``).
 - ``SGLANG_EXT_PDL``: ``1`` (same spellings) launches our Triton kernels with programmatic
   dependent launch (``sglang_ext.kernels.pdl``) where the GPU (compute capability 9.0+) and
   Triton support it; ``0`` or unset: plain stream order (the default: on the H200 it did not
@@ -36,6 +39,7 @@ __all__ = [
     "CONFIG_ENV",
     "DP_ROUTING_ENV",
     "FUSED_MLP_ENV",
+    "FUSED_NORM_ENV",
     "GRAPH_METADATA_ENV",
     "PDL_ENV",
     "SingleExpertConfig",
@@ -45,6 +49,7 @@ __all__ = [
 CONFIG_ENV = "SGLANG_EXT_CONFIG"
 DP_ROUTING_ENV = "SINGLE_EXPERT_DP_ROUTING"
 FUSED_MLP_ENV = "SGLANG_EXT_FUSED_MLP"
+FUSED_NORM_ENV = "SGLANG_EXT_FUSED_NORM"
 GRAPH_METADATA_ENV = "SGLANG_EXT_GRAPH_METADATA"
 PDL_ENV = "SGLANG_EXT_PDL"
 _OFF = ("0", "false", "off", "no")
@@ -67,6 +72,9 @@ class SingleExpertConfig:
     graph_metadata: bool = True
     """Compute the Triton attention's decode metadata inside the CUDA graph (patch 0021;
     False: on the host before each replay, as sglang does)."""
+    fused_norm: bool = True
+    """At decode on one GPU, run the decoder layer's RMSNorms inside the linears after them
+    (patch 0023; False: sglang's layer, each norm a kernel of its own)."""
     pdl: bool = False
     """Launch our Triton kernels with programmatic dependent launch where the GPU and Triton
     support it (``sglang_ext.kernels.pdl``; False: plain stream order)."""
@@ -82,7 +90,7 @@ class SingleExpertConfig:
             )
         if self.dp_routing not in DP_ROUTINGS:
             raise ValueError(f"dp_routing={self.dp_routing!r}: use one of {DP_ROUTINGS}")
-        for name in ("fused_mlp", "graph_metadata", "pdl"):
+        for name in ("fused_mlp", "fused_norm", "graph_metadata", "pdl"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r}: use True or False")
 
@@ -108,9 +116,12 @@ class SingleExpertConfig:
                         "fused-MLP dispatch, the default)")  # fmt: skip
         in_graph = _switch(env, GRAPH_METADATA_ENV, "0 (attention metadata on the host, as "
                            "sglang) or 1 (inside the CUDA graph, the default)")  # fmt: skip
+        norm = _switch(env, FUSED_NORM_ENV, "0 (each RMSNorm a kernel, as sglang) or 1 (inside "
+                       "the linears at decode on one GPU, the default)")  # fmt: skip
         pdl = _switch(env, PDL_ENV, "0 (plain stream order, the default) or 1 (programmatic "
                       "dependent launch where supported)", default=False)  # fmt: skip
-        return cls(mode=mode, dp_routing=routing, fused_mlp=fused, graph_metadata=in_graph, pdl=pdl)
+        return cls(mode=mode, dp_routing=routing, fused_mlp=fused, fused_norm=norm,
+                   graph_metadata=in_graph, pdl=pdl)  # fmt: skip
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

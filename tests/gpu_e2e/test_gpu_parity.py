@@ -12,7 +12,9 @@ decode batches) give HF's tokens.
   ``TRITON_F32_DEFAULT=ieee``); a step where HF's own top-2 logits lie within 1e-4 may go
   either way and ends the comparison of that sequence (never counted as agreement).
 * bf16, the real Qwen3-30B-A3B one-expert shape with 2 layers and random weights: sglang's
-  logprobs of every prompt and output token vs HF in float32 on the same bf16 weights.
+  logprobs of every prompt and output token vs HF in float32 on the same bf16 weights, for
+  a batch of 4 and a batch of 1 (where patch 0023 runs both RMSNorms inside the linears, as
+  the server log must say).
   Stated tolerance: mean |diff| <= max(0.03, 3 x HF-bf16's own mean |diff| to HF-fp32),
   max |diff| <= max(0.25, 3 x HF-bf16's max |diff|).
 
@@ -194,6 +196,14 @@ def test_bf16_30b_shape_logprobs_close_to_hf(model_30b_2l, tmp_path):
     prompts = _prompts(151643, seed=7)
     with _serve(model_30b_2l, "bfloat16", "tp", tmp_path, {}) as srv:
         got = _generate(srv.base_url, prompts)
+        got_one = _generate(srv.base_url, prompts[:1])  # batch 1: both norms fused (0023)
+    log = (tmp_path / "server.log").read_text(errors="replace")
+    # patch 0023 on the shipped gemv table: at 1 token both norms sit inside the linears,
+    # at 4 (no qkv launch in the table there) the post-attention one
+    assert "input norm inside qkv_proj, post-attention norm inside the expert" in log, (
+        "the fused decoder layer (patch 0023) did not run with both norms fused"
+    )
+    prompts, got = prompts + prompts[:1], got + got_one
     diffs, calib = [], []
     hf32 = _hf_model(model_30b_2l, torch.float32)
     refs = [_hf_logprobs(hf32, p + g["ids"]) for p, g in zip(prompts, got, strict=True)]

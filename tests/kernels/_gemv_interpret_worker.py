@@ -8,7 +8,9 @@ loads only the standard library (the tests take :func:`case_ids` from it).
 
 * ``kernel`` (``test_gemv_interpret.py``): :func:`case_ids`, each gemv call against float64;
 * ``bench`` (``tests/perf/kernel_bench/test_gemv_bench.py``): the bench's rows with a fake
-  timer.
+  timer;
+* ``norm`` (``test_norm_gemv_interpret.py``): :func:`norm_case_ids`, each ``norm_gemv`` call
+  against float64 (tolerances there).
 
 Inputs are standard normal, so max |ref| ~ 3 sqrt(K) and a product ~ 1: a masked-off tail of
 8 products, a K step or a bias missed or counted twice errs by ~1e-2 of max |ref| or more (at
@@ -172,9 +174,99 @@ def bench() -> dict[str, str | None]:
     return {f"bench_rows-m{m}": _bench_rows(m) for m in (1, 3)}
 
 
+# norm_gemv: (N, K) of the plain weight (swiglu: 2I rows), M, launch
+NORM_TOL = {"float32": 2e-5, "float16": 3e-3}
+NORM_SHAPES = [(48, 64), (100, 264), (256, 1032)]
+NORM_DOT = ["n16k64w4s2d1", "n32k128w4s3d1", "n16k256w4s3d1"]
+NORM_M1 = ["n4k1024w2s2d0", "n8k32w2s2d0", "n1k256w1s1d0"]
+
+
+def norm_case_ids() -> list[str]:
+    """'<dtype>-m<M>-<N>x<K>-<config>-<res|nores>-<plain|swiglu>-<dense|padded>'."""
+    ids = []
+    for dtype in NORM_TOL:
+        combos = [
+            (m, nk, NORM_DOT[i % 3])
+            for i, (m, nk) in enumerate((m, nk) for m in (1, 3, 17, 32) for nk in NORM_SHAPES)
+        ]
+        combos += [(1, nk, cfg) for nk in NORM_SHAPES for cfg in NORM_M1]
+        for i, (m, (n, k), cfg) in enumerate(combos):
+            for swiglu in ("plain", "swiglu"):
+                res = "res" if (i + (swiglu == "swiglu")) % 2 == 0 else "nores"
+                layout = "padded" if i % 4 >= 2 else "dense"
+                ids.append(f"{dtype}-m{m}-{n}x{k}-{cfg}-{res}-{swiglu}-{layout}")
+    return ids  # fmt: skip
+
+
+def _norm_case(cid: str, seed: int) -> str | None:
+    """float64 truth from the rounded inputs: s = x + r, y = (s / rms(s) * nw) @ w^T
+    (swiglu: silu(gate) * up); the new residual against s rounded, x and r unchanged.
+    Tolerances relative to max |truth|: float32 2e-5 (float32 sums of K products; the
+    gemv cases err <= 7e-7), float16 3e-3 (the tensor-core operand s * nw rounded to
+    float16, 2^-11 each, and the output's rounding, 4.9e-4; silu * up doubles it)."""
+    import torch
+    import torch.nn.functional as F
+
+    from sglang_ext.kernels.gemv import GemvConfig
+    from sglang_ext.kernels.norm_gemv import norm_gemv
+
+    dtype_name, m, nk, cfg_name, res_s, act, layout = cid.split("-")
+    dtype, m = getattr(torch, dtype_name), int(m[1:])
+    n, k = (int(v) for v in nk.split("x"))
+    g = torch.Generator().manual_seed(seed)
+
+    def rnd(*shape, scale=1.0):
+        return (torch.randn(*shape, generator=g, dtype=torch.float64) * scale).to(dtype)
+
+    x, r = rnd(m, k), rnd(m, k) if res_s == "res" else None
+    nw, w = (1 + rnd(k, scale=0.2)).to(dtype), rnd(n, k, scale=k**-0.5)
+    if layout == "padded":  # rows of x and r inside longer NaN rows
+        xb = torch.full((m, k + 24), float("nan"), dtype=dtype)
+        xb[:, :k] = x
+        x = xb[:, :k]
+        if r is not None:
+            rb = torch.full((m, k + 8), float("nan"), dtype=dtype)
+            rb[:, :k] = r
+            r = rb[:, :k]
+    x0, r0 = x.clone(), None if r is None else r.clone()
+    s = x.double() + (0 if r is None else r.double())
+    y = (s * torch.rsqrt(s.pow(2).mean(-1, keepdim=True) + 1e-6) * nw.double()) @ w.double().T
+    swiglu = act == "swiglu"
+    if swiglu:
+        gate, up = y.chunk(2, dim=-1)
+        y = F.silu(gate) * up
+    got, new_res = norm_gemv(x, r, nw, 1e-6, w, swiglu=swiglu, config=GemvConfig.parse(cfg_name))
+    if not torch.equal(x, x0) or (r is not None and not torch.equal(r, r0)):
+        return "modified x or residual in place"
+    if got.shape != y.shape or got.dtype != dtype:
+        return f"y is {tuple(got.shape)} {got.dtype}, expected {tuple(y.shape)} {dtype}"
+    if got.isnan().any():
+        return f"{int(got.isnan().sum())} of {got.numel()} outputs NaN"
+    if r is None:
+        if new_res is not x:
+            return "without a residual the new residual must be x itself"
+    else:
+        rerr = ((new_res.double() - s).abs() / s.abs().clamp_min(1e-3)).max().item()
+        if rerr > (1e-3 if dtype == torch.float16 else 1e-6):
+            return f"new residual rel error {rerr:.2e}"
+    err = ((got.double() - y).abs().max() / y.abs().max()).item()
+    tol = NORM_TOL[dtype_name]
+    return None if err <= tol else f"max rel error {err:.2e} > {tol}"
+
+
+def norm() -> dict[str, str | None]:
+    res = {}
+    for seed, cid in enumerate(norm_case_ids()):
+        try:
+            res[cid] = _norm_case(cid, seed)
+        except Exception as e:  # reported per case, not as a crash of all
+            res[cid] = f"{type(e).__name__}: {e}"
+    return res
+
+
 if __name__ == "__main__":
     os.environ["TRITON_INTERPRET"] = "1"  # before sglang_ext.kernels.gemv decorates its kernel
     from _interpret_patch_once import install  # beside this script, first on sys.path
 
     install()
-    print(json.dumps({"kernel": kernel, "bench": bench}[sys.argv[1]]()))
+    print(json.dumps({"kernel": kernel, "bench": bench, "norm": norm}[sys.argv[1]]()))
