@@ -50,7 +50,15 @@ from triton.runtime import JITFunction
 
 from . import pdl
 
-__all__ = ["DEFAULT_CONFIG", "MAX_M", "GemvConfig", "default_config", "gemv"]
+__all__ = [
+    "DEFAULT_CONFIG",
+    "MAX_M",
+    "GemvConfig",
+    "check_device",
+    "check_operands",
+    "default_config",
+    "gemv",
+]
 
 MAX_M = 32  # tokens per call; beyond this the weight is no longer the whole cost
 _DTYPES = (torch.bfloat16, torch.float16, torch.float32)
@@ -210,6 +218,50 @@ DEFAULT_CONFIG = default_config(1, 5120, 2048)
 """The heuristic's launch for one token of Qwen3-30B's qkv projection (n16k512w4s3d1)."""
 
 
+def check_operands(
+    op: str,
+    x: torch.Tensor,
+    w: torch.Tensor,
+    others: list[tuple[str, torch.Tensor]],
+    config: GemvConfig | None,
+    use: str = "F.linear",
+) -> None:
+    """The shared refusals of a skinny GEMM ``op`` over x [M, K] and w [N, K] (and
+    ``others``, of x's dtype and device), before any launch (metadata only: no host sync);
+    the caller checks its own arguments, then :func:`check_device`."""
+    if x.dim() != 2 or w.dim() != 2:
+        raise ValueError(
+            f"{op}: x must be [M, K] and w [N, K]; got {tuple(x.shape)} and {tuple(w.shape)}"
+        )
+    m, k = x.shape
+    if x.dtype not in _DTYPES:
+        raise ValueError(f"{op}: x is {x.dtype}; supported: bfloat16, float16, float32")
+    for label, t in [("w", w), *others]:
+        if t.dtype != x.dtype:
+            raise ValueError(f"{op}: {label} is {t.dtype}, x is {x.dtype}")
+        if t.device != x.device:
+            raise ValueError(f"{op}: {label} is on {t.device}, x on {x.device}")
+    if w.shape[1] != k:
+        raise ValueError(f"{op}: x has K={k} columns, w has {w.shape[1]}")
+    if m > MAX_M:
+        raise ValueError(f"{op}: M={m} tokens > {MAX_M}: use {use}")
+    if k % 8:
+        raise ValueError(f"{op}: K={k} must be a multiple of 8 (16-byte rows)")
+    if x.stride(1) != 1 or w.stride(1) != 1:
+        raise ValueError(
+            f"{op}: x and w need contiguous rows (stride(1) == 1); got x stride {x.stride()}, "
+            f"w stride {w.stride()}"
+        )
+    if config is not None and not config.use_dot and m != 1:
+        raise ValueError(f"{op}: config {config.name} (use_dot=0) needs M == 1, got M={m}")
+
+
+def check_device(op: str, x: torch.Tensor, compiled: bool) -> None:
+    """A compiled kernel (not Triton's interpreter) takes CUDA tensors only."""
+    if compiled and x.device.type != "cuda":
+        raise ValueError(f"{op}: needs CUDA tensors (got {x.device}; TRITON_INTERPRET=1 on CPU)")
+
+
 def _check(
     x: torch.Tensor,
     w: torch.Tensor,
@@ -217,31 +269,9 @@ def _check(
     out: torch.Tensor | None,
     config: GemvConfig | None,
 ) -> None:
-    """Every refusal, before any launch (metadata only: no host sync)."""
-    if x.dim() != 2 or w.dim() != 2:
-        raise ValueError(
-            f"gemv: x must be [M, K] and w [N, K]; got {tuple(x.shape)} and {tuple(w.shape)}"
-        )
-    (m, k), n = x.shape, w.shape[0]
-    if x.dtype not in _DTYPES:
-        raise ValueError(f"gemv: x is {x.dtype}; supported: bfloat16, float16, float32")
-    named = [("w", w)] + [(s, t) for s, t in (("bias", bias), ("out", out)) if t is not None]
-    for label, t in named:
-        if t.dtype != x.dtype:
-            raise ValueError(f"gemv: {label} is {t.dtype}, x is {x.dtype}")
-        if t.device != x.device:
-            raise ValueError(f"gemv: {label} is on {t.device}, x on {x.device}")
-    if w.shape[1] != k:
-        raise ValueError(f"gemv: x has K={k} columns, w has {w.shape[1]}")
-    if m > MAX_M:
-        raise ValueError(f"gemv: M={m} tokens > {MAX_M}: use F.linear")
-    if k % 8:
-        raise ValueError(f"gemv: K={k} must be a multiple of 8 (16-byte rows)")
-    if x.stride(1) != 1 or w.stride(1) != 1:
-        raise ValueError(
-            f"gemv: x and w need contiguous rows (stride(1) == 1); got x stride {x.stride()}, "
-            f"w stride {w.stride()}"
-        )
+    named = [(s, t) for s, t in (("bias", bias), ("out", out)) if t is not None]
+    check_operands("gemv", x, w, named, config)
+    m, n = x.shape[0], w.shape[0]
     if bias is not None and (bias.shape != (n,) or bias.stride(0) != 1):
         raise ValueError(
             f"gemv: bias must be a contiguous [{n}]; got {tuple(bias.shape)}, {bias.stride()}"
@@ -251,10 +281,7 @@ def _check(
             f"gemv: out must be [{m}, {n}] with stride(1) == 1; got {tuple(out.shape)} "
             f"stride {out.stride()}"
         )
-    if config is not None and not config.use_dot and m != 1:
-        raise ValueError(f"gemv: config {config.name} (use_dot=0) needs M == 1, got M={m}")
-    if _COMPILED and x.device.type != "cuda":
-        raise ValueError(f"gemv: needs CUDA tensors (got {x.device}; TRITON_INTERPRET=1 on CPU)")
+    check_device("gemv", x, _COMPILED)
 
 
 def gemv(

@@ -31,11 +31,9 @@ import triton
 import triton.language as tl
 from triton.runtime import JITFunction
 
-from .gemv import MAX_M, GemvConfig, default_config
+from .gemv import MAX_M, GemvConfig, check_device, check_operands, default_config
 
 __all__ = ["MAX_M", "norm_gemv", "swiglu_config"]
-
-_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
 
 @triton.jit(do_not_specialize=["M"])
@@ -144,22 +142,10 @@ def swiglu_config(config: GemvConfig) -> GemvConfig:
 
 def _check(x, residual, norm_weight, w, swiglu, config) -> None:
     """Every refusal, before any launch (metadata only: no host sync)."""
-    if x.dim() != 2 or w.dim() != 2:
-        raise ValueError(
-            f"norm_gemv: x must be [M, K] and w [N, K]; got {tuple(x.shape)}, {tuple(w.shape)}"
-        )
+    named = [("norm_weight", norm_weight)] + ([("residual", residual)] if residual is not None
+                                              else [])  # fmt: skip
+    check_operands("norm_gemv", x, w, named, config, use="the norm and F.linear")
     (m, k), n = x.shape, w.shape[0]
-    if x.dtype not in _DTYPES:
-        raise ValueError(f"norm_gemv: x is {x.dtype}; supported: bfloat16, float16, float32")
-    named = [("w", w), ("norm_weight", norm_weight)] + ([("residual", residual)] if
-                                                          residual is not None else [])  # fmt: skip
-    for label, t in named:
-        if t.dtype != x.dtype:
-            raise ValueError(f"norm_gemv: {label} is {t.dtype}, x is {x.dtype}")
-        if t.device != x.device:
-            raise ValueError(f"norm_gemv: {label} is on {t.device}, x on {x.device}")
-    if w.shape[1] != k:
-        raise ValueError(f"norm_gemv: x has K={k} columns, w has {w.shape[1]}")
     if norm_weight.shape != (k,) or norm_weight.stride(0) != 1:
         raise ValueError(f"norm_gemv: norm_weight must be a contiguous [{k}]")
     if residual is not None and (residual.shape != x.shape or residual.stride(1) != 1):
@@ -167,23 +153,9 @@ def _check(x, residual, norm_weight, w, swiglu, config) -> None:
             f"norm_gemv: residual must be [{m}, {k}] with stride(1) == 1, like x; got "
             f"{tuple(residual.shape)} stride {residual.stride()}"
         )
-    if m > MAX_M:
-        raise ValueError(f"norm_gemv: M={m} tokens > {MAX_M}: use the norm and F.linear")
-    if k % 8:
-        raise ValueError(f"norm_gemv: K={k} must be a multiple of 8 (16-byte rows)")
-    if x.stride(1) != 1 or w.stride(1) != 1:
-        raise ValueError(
-            f"norm_gemv: x and w need contiguous rows (stride(1) == 1); got x stride "
-            f"{x.stride()}, w stride {w.stride()}"
-        )
     if swiglu and n % 2:
         raise ValueError(f"norm_gemv: swiglu needs gate and up rows, w has an odd N={n}")
-    if config is not None and not config.use_dot and m != 1:
-        raise ValueError(f"norm_gemv: config {config.name} (use_dot=0) needs M == 1, got M={m}")
-    if _COMPILED and x.device.type != "cuda":
-        raise ValueError(
-            f"norm_gemv: needs CUDA tensors (got {x.device}; TRITON_INTERPRET=1 on CPU)"
-        )
+    check_device("norm_gemv", x, _COMPILED)
 
 
 def norm_gemv(

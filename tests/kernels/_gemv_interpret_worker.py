@@ -116,14 +116,18 @@ def _kernel_case(cid: str, seed: int) -> str | None:
     return None if err <= TOL[dtype_name] else f"max rel error {err:.2e} > {TOL[dtype_name]}"
 
 
-def kernel() -> dict[str, str | None]:
+def _run_cases(ids: list[str], case) -> dict[str, str | None]:
     res = {}
-    for seed, cid in enumerate(case_ids()):
+    for seed, cid in enumerate(ids):
         try:
-            res[cid] = _kernel_case(cid, seed)
+            res[cid] = case(cid, seed)
         except Exception as e:  # reported per case, not as a crash of all
             res[cid] = f"{type(e).__name__}: {e}"
     return res
+
+
+def kernel() -> dict[str, str | None]:
+    return _run_cases(case_ids(), _kernel_case)
 
 
 def _bench_rows(m: int) -> str | None:
@@ -255,13 +259,7 @@ def _norm_case(cid: str, seed: int) -> str | None:
 
 
 def norm() -> dict[str, str | None]:
-    res = {}
-    for seed, cid in enumerate(norm_case_ids()):
-        try:
-            res[cid] = _norm_case(cid, seed)
-        except Exception as e:  # reported per case, not as a crash of all
-            res[cid] = f"{type(e).__name__}: {e}"
-    return res
+    return _run_cases(norm_case_ids(), _norm_case)
 
 
 if __name__ == "__main__":

@@ -70,3 +70,12 @@ def _t(*shape, dtype=torch.float32):
 def test_refusals_before_any_launch(args, kwargs, message):
     with pytest.raises(ValueError, match=message):
         norm_gemv(*args, **kwargs)
+
+
+def test_cpu_tensors_need_the_interpreter():
+    from sglang_ext.kernels import norm_gemv as mod
+
+    if not mod._COMPILED:
+        pytest.skip("this process runs Triton's interpreter")
+    with pytest.raises(ValueError, match="norm_gemv: needs CUDA tensors"):
+        norm_gemv(_t(2, 64), None, _t(64), 1e-6, _t(48, 64))
