@@ -33,7 +33,10 @@ from triton.runtime import JITFunction
 
 from .gemv import MAX_M, GemvConfig, check_device, check_operands, default_config
 
-__all__ = ["MAX_M", "norm_gemv", "swiglu_config"]
+__all__ = ["MAX_M", "MIN_ROWS", "norm_gemv", "swiglu_config", "worth_fusing"]
+
+MIN_ROWS = 3
+"""Weight rows a program must read for the norm to ride along (:func:`worth_fusing`)."""
 
 
 @triton.jit(do_not_specialize=["M"])
@@ -138,6 +141,16 @@ def swiglu_config(config: GemvConfig) -> GemvConfig:
     low = 16 if config.use_dot else 1
     return GemvConfig(max(low, config.block_n // 2), config.block_k, config.num_warps,
                       config.num_stages, config.use_dot)  # fmt: skip
+
+
+def worth_fusing(config: GemvConfig, swiglu: bool) -> bool:
+    """Whether a launch reads enough weight per program for the norm prologue to pay: each
+    program also reads x, the residual and the norm weight (3 x K elements), so fuse only
+    where its weight rows (``block_n``, twice that with ``swiglu``) are at least
+    ``MIN_ROWS``.  A rule drawn from two measurements, not a table (H200, call 33): the 30B
+    batch-1 launches (4 rows per program for qkv and for gate/up) made the graph 1.95 ->
+    1.87 ms; the 235B ones (2 rows) made it 7.06 -> 8.35 ms."""
+    return config.block_n * (2 if swiglu else 1) >= MIN_ROWS
 
 
 def _check(x, residual, norm_weight, w, swiglu, config) -> None:

@@ -427,17 +427,21 @@ class SingleExpertMoE(torch.nn.Module):
         the down GEMM (``gemv_dispatch.linear``).  None where that is not this layer's
         computation or not measured faster: more than one rank, a CPU tensor, the measured
         MLP dispatch switched off (``SGLANG_EXT_FUSED_MLP=0``), a demanded kernel, or no gemv
-        launch in the device's table for the gate/up weight at this many tokens."""
+        launch in the device's table for the gate/up weight at this many tokens, or one too
+        narrow for the norm to pay (``norm_gemv.worth_fusing``)."""
         if self.world_size != 1 or self.use_kernel is not None or _switched_off() or x.dim() != 2:
             return None
         config = gemv_dispatch.launch_for(x, self.w13_weight)
         if config is None:
             return None
-        from sglang_ext.kernels.norm_gemv import norm_gemv, swiglu_config
+        from sglang_ext.kernels.norm_gemv import norm_gemv, swiglu_config, worth_fusing
+
+        config = swiglu_config(config)
+        if not worth_fusing(config, swiglu=True):
+            return None
 
         h, new_res = norm_gemv(
-            x, residual, norm_weight, eps, self.w13_weight, swiglu=True,
-            config=swiglu_config(config),
+            x, residual, norm_weight, eps, self.w13_weight, swiglu=True, config=config
         )  # fmt: skip
         self._count(x.shape[0])
         return gemv_dispatch.linear(h, self.w2_weight), new_res

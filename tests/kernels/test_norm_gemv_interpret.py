@@ -79,3 +79,14 @@ def test_cpu_tensors_need_the_interpreter():
         pytest.skip("this process runs Triton's interpreter")
     with pytest.raises(ValueError, match="norm_gemv: needs CUDA tensors"):
         norm_gemv(_t(2, 64), None, _t(64), 1e-6, _t(48, 64))
+
+
+def test_worth_fusing_takes_the_measured_sides():
+    """H200, call 33: 30B batch-1 launches (4 weight rows a program) paid, 235B ones (2) not."""
+    from sglang_ext.kernels.norm_gemv import worth_fusing
+
+    qkv30, gu30 = GemvConfig.parse("n4k2048w4s2d0"), GemvConfig.parse("n4k2048w4s2d0")
+    qkv235, gu235 = GemvConfig.parse("n2k4096w4s2d0"), GemvConfig.parse("n2k4096w4s2d0")
+    assert worth_fusing(qkv30, swiglu=False) and worth_fusing(swiglu_config(gu30), swiglu=True)
+    assert not worth_fusing(qkv235, swiglu=False)
+    assert not worth_fusing(swiglu_config(gu235), swiglu=True)  # 1 output = 2 rows
