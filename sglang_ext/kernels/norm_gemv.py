@@ -7,7 +7,7 @@ kernels with and without them).  Here the norm runs in the prologue of the skinn
 consumes it (``kernels.gemv``'s tiles, launches and table)::
 
     s        = x + residual                  (float32; residual None: s = x)
-    new_res  = s, rounded to x's dtype       (program 0 writes it to ``residual_out``)
+    new_res  = s, rounded to x's dtype       (program 0 writes it, into a new tensor)
     y        = (s / rms(s) * norm_weight) @ w^T
     swiglu:  y = silu(y_gate) * y_up,  gate rows w[:N], up rows w[N:2N]   (the MLP's w13)
 
@@ -21,7 +21,7 @@ where the separate kernels round the normalised row: the same or less rounding e
 The residual is written to a new tensor, never in place: other programs still read it.
 With ``swiglu`` a program owns ``BLOCK_N`` outputs and so reads 2 x BLOCK_N weight rows.
 The plain-torch reference is ``norm_gemv_ref``.  Serving calls it through
-``serving.fused_layer`` (patch 0023), with the launch ``gemv_dispatch`` gives the weight.
+``serving.fused_layer`` (patch 0023), with the launch :func:`fused_launch` picks.
 """
 
 from __future__ import annotations
@@ -32,8 +32,9 @@ import triton.language as tl
 from triton.runtime import JITFunction
 
 from .gemv import MAX_M, GemvConfig, check_device, check_operands, default_config
+from .gemv_dispatch import launch_for
 
-__all__ = ["MAX_M", "MIN_ROWS", "norm_gemv", "swiglu_config", "worth_fusing"]
+__all__ = ["MAX_M", "MIN_ROWS", "fused_launch", "norm_gemv", "swiglu_config", "worth_fusing"]
 
 MIN_ROWS = 3
 """Weight rows a program must read for the norm to ride along (:func:`worth_fusing`)."""
@@ -151,6 +152,19 @@ def worth_fusing(config: GemvConfig, swiglu: bool) -> bool:
     batch-1 launches (4 rows per program for qkv and for gate/up) made the graph 1.95 ->
     1.87 ms; the 235B ones (2 rows) made it 7.06 -> 8.35 ms."""
     return config.block_n * (2 if swiglu else 1) >= MIN_ROWS
+
+
+def fused_launch(x: torch.Tensor, w: torch.Tensor, *, swiglu: bool = False) -> GemvConfig | None:
+    """The launch of ``norm_gemv(x, ..., w, swiglu=swiglu)``: the gemv table's launch for w
+    (``gemv_dispatch.launch_for``), per output pair with ``swiglu`` (:func:`swiglu_config`);
+    None where the table keeps cuBLAS or the launch is too narrow to pay
+    (:func:`worth_fusing`): then the caller runs the norm and the linear apart."""
+    config = launch_for(x, w)
+    if config is None:
+        return None
+    if swiglu:
+        config = swiglu_config(config)
+    return config if worth_fusing(config, swiglu) else None
 
 
 def _check(x, residual, norm_weight, w, swiglu, config) -> None:

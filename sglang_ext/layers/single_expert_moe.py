@@ -427,19 +427,15 @@ class SingleExpertMoE(torch.nn.Module):
         the down GEMM (``gemv_dispatch.linear``).  None where that is not this layer's
         computation or not measured faster: more than one rank, a CPU tensor, the measured
         MLP dispatch switched off (``SGLANG_EXT_FUSED_MLP=0``), a demanded kernel, or no gemv
-        launch in the device's table for the gate/up weight at this many tokens, or one too
-        narrow for the norm to pay (``norm_gemv.worth_fusing``)."""
-        if self.world_size != 1 or self.use_kernel is not None or _switched_off() or x.dim() != 2:
+        launch for the gate/up weight at this many tokens (``norm_gemv.fused_launch``: none in
+        the device's gemv table, or one too narrow for the norm to pay)."""
+        if self.world_size != 1 or self.use_kernel is not None or _switched_off():
             return None
-        config = gemv_dispatch.launch_for(x, self.w13_weight)
+        from sglang_ext.kernels.norm_gemv import fused_launch, norm_gemv
+
+        config = fused_launch(x, self.w13_weight, swiglu=True)
         if config is None:
             return None
-        from sglang_ext.kernels.norm_gemv import norm_gemv, swiglu_config, worth_fusing
-
-        config = swiglu_config(config)
-        if not worth_fusing(config, swiglu=True):
-            return None
-
         h, new_res = norm_gemv(
             x, residual, norm_weight, eps, self.w13_weight, swiglu=True, config=config
         )  # fmt: skip

@@ -10,9 +10,10 @@ applies it returns the layer's ``(hidden_states, residual)`` computed with
   ``forward_prepare`` / ``forward_core`` run it (patches 0017/0018 included);
 * ``post_attention_layernorm`` and the one expert in ``SingleExpertMoE.forward_normed``.
 
-A part with no gemv launch in the table at this batch size, or one too narrow for the norm
-to pay (``norm_gemv.worth_fusing``), runs sglang's own calls for that part.  It applies (:func:`applies`) only where the layer's own code is the same computation
-with no communication: a CUDA decode batch of one token, one rank (attention TP 1,
+A part without a launch (``norm_gemv.fused_launch``: none in the gemv table at this batch
+size, or one too narrow for the norm to pay) runs sglang's own calls for that part.  It
+applies (:func:`applies`) only where the layer's own code is the same computation with no
+communication: a CUDA decode batch of one token, one rank (attention TP 1,
 no DP attention, MoE TP 1), a one-expert block (``SingleExpertMoE``), an unquantized qkv
 projection without bias, sglang's ``RMSNorm`` norms, not under torch.compile, and
 ``SGLANG_EXT_FUSED_NORM`` not 0.  Anything else, and every CPU run, returns None and the
@@ -91,14 +92,11 @@ def fused_decoder_layer(
     sglang's forward."""
     if not applies(layer, hidden_states, forward_batch):
         return None
-    from sglang_ext.kernels import gemv_dispatch
-    from sglang_ext.kernels.norm_gemv import norm_gemv, worth_fusing
+    from sglang_ext.kernels.norm_gemv import fused_launch, norm_gemv
     from sglang_ext.serving.qwen3_attention import qk_norm_rope
 
     attn, comm = layer.self_attn, layer.layer_communicator
-    config = gemv_dispatch.launch_for(hidden_states, attn.qkv_proj.weight)
-    if config is not None and not worth_fusing(config, swiglu=False):
-        config = None
+    config = fused_launch(hidden_states, attn.qkv_proj.weight)
     if config is not None:
         ln = layer.input_layernorm
         qkv, residual = norm_gemv(hidden_states, residual, ln.weight, ln.variance_epsilon,

@@ -90,3 +90,21 @@ def test_worth_fusing_takes_the_measured_sides():
     assert worth_fusing(qkv30, swiglu=False) and worth_fusing(swiglu_config(gu30), swiglu=True)
     assert not worth_fusing(qkv235, swiglu=False)
     assert not worth_fusing(swiglu_config(gu235), swiglu=True)  # 1 output = 2 rows
+
+
+@pytest.mark.parametrize(
+    ("table", "swiglu", "want"),
+    [
+        (None, False, None),  # the table keeps cuBLAS
+        ("n4k2048w4s2d0", False, "n4k2048w4s2d0"),  # 30B qkv at one token
+        ("n4k2048w4s2d0", True, "n2k2048w4s2d0"),  # 30B gate/up: 2 outputs = 4 rows
+        ("n2k4096w4s2d0", False, None),  # 235B qkv: 2 rows
+        ("n2k4096w4s2d0", True, None),  # 235B gate/up: 1 output = 2 rows
+    ],
+)
+def test_fused_launch_from_the_table(monkeypatch, table, swiglu, want):
+    from sglang_ext.kernels import norm_gemv as mod
+
+    monkeypatch.setattr(mod, "launch_for", lambda x, w: table and GemvConfig.parse(table))
+    got = mod.fused_launch(_t(1, 64), _t(48, 64), swiglu=swiglu)
+    assert (got and got.name) == want
