@@ -6,7 +6,8 @@ built locally). The patch series is in force in every server process: either the
 installed sglang carries it, or a patched copy is put first on ``sys.path`` and
 ``PYTHONPATH`` before sglang is imported, which the spawned ranks inherit.
 
-It binds its HTTP port before anything else (a port in use fails at once, naming it),
+It checks its flags and the model first (bad input exits 2 whatever holds the port), then
+binds its HTTP port before starting anything (a port in use fails at once, naming it), and
 ends within seconds when any server process dies (naming it), exits 0 after SIGTERM
 once the server has shut down, and leaves no process behind (``serving/lifecycle.py``,
 ``serving/sglang_hooks.py``). Known noise is dropped from the log (``serving/quiet.py``).
@@ -84,17 +85,20 @@ def main(argv: list[str] | None = None) -> int:
         print(_help_text())
         return 0
     try:
-        sock = bind_http(*http_address(argv))
-    except ValueError as e:
+        address = http_address(argv)
+        plan, standin = _plan(argv)
+    except ValueError as e:  # bad input first: a held port must not hide it
         print(f"error: {e}", file=sys.stderr)
         return 2
+    try:
+        sock = bind_http(*address)
     except PortInUseError as e:
         print(f"error: {e.strerror}", file=sys.stderr)
         return 1
     supervisor = Supervisor()
     supervisor.handle_signals()
     try:
-        rc = _launch(argv, sock, supervisor)
+        rc = _launch(plan, standin, sock, supervisor)
     except SystemExit as e:  # sglang's own argument errors (argparse) and the like
         supervisor.exit(e.code if isinstance(e.code, int) else 1, "exiting")
     except BaseException as e:  # noqa: BLE001 - any failure ends every process we started
@@ -104,26 +108,33 @@ def main(argv: list[str] | None = None) -> int:
     return rc
 
 
-def _launch(argv: list[str], sock, supervisor) -> int:
-    """Plan, patch, start sglang; returns only for bad input (2), never once serving."""
+def _plan(argv: list[str]):
+    """Our flags and the model checked, sglang's command line planned; ValueError if bad."""
     import torch
 
     from sglang_ext import compat
     from sglang_ext.models.tiny import default_model_path
-    from sglang_ext.patching import overlay, source
     from sglang_ext.serving.args import plan_launch
 
     cuda = torch.cuda.is_available()
     standin = cuda and compat.need_standin()
+    plan = plan_launch(
+        argv, cuda=cuda, sgl_kernel=not standin, default_model_path=default_model_path
+    )
+    return plan, standin
+
+
+def _launch(plan, standin: bool, sock, supervisor) -> int:
+    """Patch, start sglang; returns only for bad input (2), never once serving."""
+    import torch
+
+    from sglang_ext import compat
+    from sglang_ext.patching import overlay, source
+
+    cuda = torch.cuda.is_available()
     try:
-        plan = plan_launch(
-            argv,
-            cuda=cuda,
-            sgl_kernel=not standin,
-            default_model_path=default_model_path,
-        )
         overlay.activate(overlay.ensure_patched_sglang())
-    except (ValueError, source.PatchError) as e:
+    except source.PatchError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if standin:

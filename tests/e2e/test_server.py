@@ -169,3 +169,24 @@ def test_bad_single_expert_mode_value():
         timeout=120,
     )
     assert out.returncode == 2 and "'ep' is not a single-expert mode" in out.stderr
+
+
+def test_bad_flag_is_reported_before_a_held_port():
+    """A bad flag exits 2 naming it even when the port is taken (the flags are checked
+    before the port is bound); with good flags the same held port exits 1 naming it."""
+    import socket
+
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        port = str(held.getsockname()[1])
+        base = [sys.executable, "-m", "sglang_ext.launch_server", "--host", "127.0.0.1"]
+        bad = subprocess.run(
+            base + ["--port", port, "--single-expert-mode", "ep"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert bad.returncode == 2 and "'ep' is not a single-expert mode" in bad.stderr
+        busy = subprocess.run(base + ["--port", port], capture_output=True, text=True, timeout=120)
+        assert busy.returncode == 1 and port in busy.stderr, busy.stderr[-2000:]
