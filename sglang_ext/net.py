@@ -8,7 +8,7 @@ chooser here draws at random from *below* that range (or above it where there is
 room below), checks that the port can be bound right now, and leaves the rest to the
 caller: a server that then fails to bind must be started again on another port
 (``ServerProcess`` does that). Where the binding process can bind the port itself, that
-is better still: ``launch_server`` binds its HTTP socket before anything else.
+is better still: ``launch_server`` binds its HTTP socket before it starts anything.
 
 :func:`post_json` is the one JSON request our clients send to a server (``/generate`` and
 the like), always with a timeout.
