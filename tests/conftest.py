@@ -28,7 +28,7 @@ E2E_SCOPE = "tests/e2e"
 STANDIN_INTERPRET_SCOPE = "tests/kernels/stand-in interpreter files"
 STANDIN_INTERPRET_FILES = frozenset(
     f"tests/kernels/test_{name}_interpret.py"
-    for name in ("activation", "norm", "qk_norm_rope", "rope", "topk")
+    for name in ("activation", "decode_attention", "norm", "qk_norm_rope", "rope", "topk")
 )
 MARKERS = {
     "gpu": "needs a CUDA GPU (skipped without one)",

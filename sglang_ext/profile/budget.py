@@ -144,6 +144,8 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
         "pdl": pdl.enabled(torch.empty(0, device=f"cuda:{rank}")),
         # the decoder layer's norms inside the linears (patch 0023, SGLANG_EXT_FUSED_NORM)
         "fused_norm": rank_config().fused_norm,
+        # the one-launch decode attention (patch 0024, SGLANG_EXT_FUSED_ATTENTION)
+        "fused_attention": rank_config().fused_attention,
         "rows": [],
     }
     steps = bargs.output_len - 1
@@ -233,6 +235,7 @@ def budget_record(
                 "graph_metadata",
                 "pdl",
                 "fused_norm",
+                "fused_attention",
             )
         },  # fmt: skip
     }

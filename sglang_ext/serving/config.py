@@ -20,6 +20,10 @@ User-facing variables (read only by :meth:`SingleExpertConfig.from_user_env`):
 - ``SGLANG_EXT_FUSED_NORM``: ``0`` (same spellings) keeps the decoder layer's two RMSNorms
   as kernels of their own; ``1`` or unset runs them inside the linears after them at decode
   on one GPU (patch 0023, ``sglang_ext.serving.fused_layer``).
+- ``SGLANG_EXT_FUSED_ATTENTION``: ``0`` (same spellings) keeps the Qwen3 attention's q/k norm
+  + rotary + KV write, its decode attention and the merge of its splits as three kernels;
+  ``1`` or unset runs them as one at decode with the Triton backend (patch 0024,
+  ``sglang_ext.kernels.decode_attention``).
 - ``SGLANG_EXT_PDL``: ``1`` (same spellings) launches our Triton kernels with programmatic
   dependent launch (``sglang_ext.kernels.pdl``) where the GPU (compute capability 9.0+) and
   Triton support it; ``0`` or unset: plain stream order (the default: on the H200 it did not
@@ -38,6 +42,7 @@ from dataclasses import dataclass
 __all__ = [
     "CONFIG_ENV",
     "DP_ROUTING_ENV",
+    "FUSED_ATTENTION_ENV",
     "FUSED_MLP_ENV",
     "FUSED_NORM_ENV",
     "GRAPH_METADATA_ENV",
@@ -48,6 +53,7 @@ __all__ = [
 
 CONFIG_ENV = "SGLANG_EXT_CONFIG"
 DP_ROUTING_ENV = "SINGLE_EXPERT_DP_ROUTING"
+FUSED_ATTENTION_ENV = "SGLANG_EXT_FUSED_ATTENTION"
 FUSED_MLP_ENV = "SGLANG_EXT_FUSED_MLP"
 FUSED_NORM_ENV = "SGLANG_EXT_FUSED_NORM"
 GRAPH_METADATA_ENV = "SGLANG_EXT_GRAPH_METADATA"
@@ -75,6 +81,9 @@ class SingleExpertConfig:
     fused_norm: bool = True
     """At decode on one GPU, run the decoder layer's RMSNorms inside the linears after them
     (patch 0023; False: sglang's layer, each norm a kernel of its own)."""
+    fused_attention: bool = True
+    """At decode with the Triton attention backend, run the q/k norm, rotary, KV-cache write,
+    attention and split merge as one kernel (patch 0024; False: three kernels, as before)."""
     pdl: bool = False
     """Launch our Triton kernels with programmatic dependent launch where the GPU and Triton
     support it (``sglang_ext.kernels.pdl``; False: plain stream order)."""
@@ -90,7 +99,7 @@ class SingleExpertConfig:
             )
         if self.dp_routing not in DP_ROUTINGS:
             raise ValueError(f"dp_routing={self.dp_routing!r}: use one of {DP_ROUTINGS}")
-        for name in ("fused_mlp", "fused_norm", "graph_metadata", "pdl"):
+        for name in ("fused_attention", "fused_mlp", "fused_norm", "graph_metadata", "pdl"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r}: use True or False")
 
@@ -118,10 +127,13 @@ class SingleExpertConfig:
                            "sglang) or 1 (inside the CUDA graph, the default)")  # fmt: skip
         norm = _switch(env, FUSED_NORM_ENV, "0 (each RMSNorm a kernel, as sglang) or 1 (inside "
                        "the linears at decode on one GPU, the default)")  # fmt: skip
+        attention = _switch(env, FUSED_ATTENTION_ENV, "0 (q/k norm + rope, attention and "
+                            "merge as three kernels) or 1 (one kernel at decode, the "
+                            "default)")  # fmt: skip
         pdl = _switch(env, PDL_ENV, "0 (plain stream order, the default) or 1 (programmatic "
                       "dependent launch where supported)", default=False)  # fmt: skip
         return cls(mode=mode, dp_routing=routing, fused_mlp=fused, fused_norm=norm,
-                   graph_metadata=in_graph, pdl=pdl)  # fmt: skip
+                   fused_attention=attention, graph_metadata=in_graph, pdl=pdl)  # fmt: skip
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

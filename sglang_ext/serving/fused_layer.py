@@ -7,7 +7,7 @@ applies it returns the layer's ``(hidden_states, residual)`` computed with
 
 * ``input_layernorm`` in the qkv projection's prologue (``kernels.norm_gemv``, the launch the
   gemv table gives qkv_proj's weight), then the rest of sglang's attention as its
-  ``forward_prepare`` / ``forward_core`` run it (patches 0017/0018 included);
+  ``forward_prepare`` / ``forward_core`` run it (patches 0017/0018/0024 included);
 * ``post_attention_layernorm`` and the one expert in ``SingleExpertMoE.forward_normed``.
 
 A part without a launch (``norm_gemv.fused_launch``: none in the gemv table at this batch
@@ -93,7 +93,7 @@ def fused_decoder_layer(
     if not applies(layer, hidden_states, forward_batch):
         return None
     from sglang_ext.kernels.norm_gemv import fused_launch, norm_gemv
-    from sglang_ext.serving.qwen3_attention import qk_norm_rope
+    from sglang_ext.serving.qwen3_attention import attend, prepare_attention
 
     attn, comm = layer.self_attn, layer.layer_communicator
     config = fused_launch(hidden_states, attn.qkv_proj.weight)
@@ -103,9 +103,8 @@ def fused_decoder_layer(
                                   attn.qkv_proj.weight, config=config)  # fmt: skip
         # the rest of Qwen3MoeAttention.forward_prepare and forward_core (patched sglang)
         q, k, v = qkv.split([attn.q_size, attn.kv_size, attn.kv_size], dim=-1)
-        q, k, save_kv_cache = qk_norm_rope(attn, positions, q, k, v, forward_batch)
-        out = attn.attn(q, k, v, forward_batch, save_kv_cache=save_kv_cache)
-        hidden_states, _ = attn.o_proj(out)
+        state = prepare_attention(attn, positions, q, k, v, forward_batch)
+        hidden_states, _ = attn.o_proj(attend(attn, state))
     else:
         hidden_states, residual = comm.prepare_attn(hidden_states, residual, forward_batch)
         hidden_states = attn(positions, hidden_states, forward_batch)

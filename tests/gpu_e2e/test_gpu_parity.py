@@ -14,7 +14,8 @@ decode batches) give HF's tokens.
 * bf16, the real Qwen3-30B-A3B one-expert shape with 2 layers and random weights: sglang's
   logprobs of every prompt and output token vs HF in float32 on the same bf16 weights, for
   a batch of 4 and a batch of 1 (where patch 0023 runs both RMSNorms inside the linears, as
-  the server log must say).
+  the server log must say).  Both cases decode with patch 0024's one-launch attention (the
+  log must say so too).
   Stated tolerance: mean |diff| <= max(0.03, 3 x HF-bf16's own mean |diff| to HF-fp32),
   max |diff| <= max(0.25, 3 x HF-bf16's max |diff|).
 
@@ -38,6 +39,7 @@ pytestmark = [pytest.mark.gpu, pytest.mark.slow]  # tests/conftest.py skips gpu 
 MAX_NEW = 16
 DEV = "cuda" if torch.cuda.is_available() else "cpu"  # cpu: a dry run of the harness only
 TIE = 1e-4  # HF top-2 logit gap below which fp32 rounding may pick either token
+ONE_LAUNCH = "decode attention: q/k norm, rotary, KV write, attention and the merge"
 
 
 def _post(url: str, body: dict) -> dict:
@@ -155,6 +157,7 @@ def test_fp32_greedy_tokens_match_hf(shape, mode, tiny_models, tmp_path):
         padded = _generate(srv.base_url, prompts[1:4])  # 3 of the batch-4 graph's 4 rows
     log = (tmp_path / "server.log").read_text(errors="replace")
     assert f"SingleExpertMoE: mode {mode}, rank 0 of 1" in log
+    assert ONE_LAUNCH in log, "the one-launch decode attention (patch 0024) did not run"
     model = _hf_model(path, torch.float32)
     compared = 0
     for i, (p, got) in enumerate(zip(prompts, batched, strict=True)):
@@ -203,6 +206,7 @@ def test_bf16_30b_shape_logprobs_close_to_hf(model_30b_2l, tmp_path):
     assert "input norm inside qkv_proj, post-attention norm inside the expert" in log, (
         "the fused decoder layer (patch 0023) did not run with both norms fused"
     )
+    assert ONE_LAUNCH in log, "the one-launch decode attention (patch 0024) did not run"
     prompts, got = prompts + prompts[:1], got + got_one
     diffs, calib = [], []
     hf32 = _hf_model(model_30b_2l, torch.float32)

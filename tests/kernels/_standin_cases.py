@@ -218,6 +218,83 @@ def qk_norm_rope_kv_case(dev, dtype, t: int, head_dim: int):
     assert torch.equal(v_cache[rest.to(dev)], vc0[rest.to(dev)]), "other value cache rows changed"
 
 
+ATTN_TOL = {  # logits of magnitude up to ~4 from q and k rounded to the dtype, then softmax
+    torch.float32: dict(rtol=1e-5, atol=1e-5),
+    torch.float16: dict(rtol=4e-3, atol=4e-3),
+    torch.bfloat16: dict(rtol=3e-2, atol=3e-2),
+}
+
+
+def decode_attention_case(dev, dtype, lens: tuple[int, ...], hk: int, group: int, hd: int,
+                          max_splits: int, block_n: int = 32, ref: bool = False):  # fmt: skip
+    """One decode step of ``len(lens)`` sequences (``lens[b]`` tokens with the new one) vs
+    float64 from the definitions: q/k RMSNorm per head, neox rotary at position len - 1, the
+    new key/value written to cache row cache_loc[b] (its old content NaN, so reading it
+    instead of the new values shows), softmax(q k^T / sqrt(D)) v over the sequence's slots in
+    kv_indices.  Split buffers start NaN; the counters must be 0 again after each launch
+    (two launches, the second on new inputs).  ``ref``: the plain-torch reference instead."""
+    from sglang_ext.kernels.decode_attention import decode_attention, decode_attention_ref, tickets
+
+    bsz, hq, eps = len(lens), hk * group, 1e-6
+    g = _gen("decode-attn", lens, hk, group, hd, max_splits, block_n)
+    slots = sum(lens) + 7
+    perm = torch.randperm(slots, generator=g)
+    indptr = torch.tensor([0, *itertools.accumulate(lens)], dtype=torch.int32)
+    kv_indices = perm[: sum(lens)].to(torch.int32)
+    loc = kv_indices[indptr[1:].long() - 1].long()  # each sequence's last slot: the new token
+    pos = torch.tensor([n - 1 for n in lens])
+    splits = torch.randint(1, max_splits + 1, (bsz,), generator=g).to(torch.int32)
+    cache = rope_cache(max(lens) + 3, hd)
+    k_cache = torch.randn(slots, hk, hd, generator=g).to(dtype)
+    v_cache = torch.randn(slots, hk, hd, generator=g).to(dtype)
+    k_cache[loc] = float("nan")
+    v_cache[loc] = float("nan")
+    qw = (torch.rand(hd, generator=g) + 0.5).to(dtype)
+    kw = (torch.rand(hd, generator=g) + 0.5).to(dtype)
+    ticket = tickets(torch.device(dev), bsz * hk)
+    for step in range(2):
+        qkv = (torch.randn(bsz, (hq + 2 * hk) * hd, generator=g) * 3).to(dtype)
+        q, k, v = qkv.split([hq * hd, hk * hd, hk * hd], dim=-1)
+        want_k = rope64(rms64(k.reshape(bsz, hk, hd), kw, eps, False), pos, cache, True)
+        want_q = rope64(rms64(q.reshape(bsz, hq, hd), qw, eps, False), pos, cache, True)
+        keys, vals = k_cache.double().clone(), v_cache.double().clone()
+        keys[loc], vals[loc] = want_k, v.reshape(bsz, hk, hd).double()
+        want = torch.empty(bsz, hq, hd, dtype=torch.float64)
+        for b in range(bsz):
+            sl = kv_indices[indptr[b] : indptr[b + 1]].long()
+            kk = keys[sl].repeat_interleave(group, 1)
+            vv = vals[sl].repeat_interleave(group, 1)
+            p = torch.softmax(torch.einsum("hd,nhd->hn", want_q[b], kk) / math.sqrt(hd), -1)
+            want[b] = torch.einsum("hn,nhd->hd", p, vv)
+        kc0, vc0 = k_cache.clone(), v_cache.clone()
+        mid_o = torch.full((bsz + 2, hq, max_splits, hd), float("nan"))
+        mid_lse = torch.full((bsz + 2, hq, max_splits), float("nan"))
+        to = lambda x: x.to(dev)  # noqa: E731
+        kc, vc = to(k_cache), to(v_cache)
+        args = (to(pos), to(qkv)[:, : hq * hd], to(qkv)[:, hq * hd : (hq + hk) * hd],
+                to(qkv)[:, (hq + hk) * hd :], to(qw), to(kw), eps, to(cache), kc, vc, to(loc),
+                to(indptr), to(kv_indices))  # fmt: skip
+        if ref:
+            o = decode_attention_ref(*args, hd**-0.5)
+        else:
+            o = decode_attention(*args, to(splits), to(mid_o), to(mid_lse), hd**-0.5,
+                                 ticket=ticket, block_n=block_n)  # fmt: skip
+        tol = ATTN_TOL[dtype]
+        got = o.detach().cpu().double().reshape(bsz, hq, hd)
+        assert not torch.isnan(got).any(), f"step {step}: NaN in the output"
+        torch.testing.assert_close(got, want, **tol, msg=lambda m, s=step: f"step {s} output: {m}")
+        _close(kc.cpu()[loc], want_k, dtype, f"step {step} key cache rows")
+        assert torch.equal(vc.cpu()[loc], v.reshape(bsz, hk, hd)), "value cache rows != value"
+        rest = torch.ones(slots, dtype=torch.bool)
+        rest[loc] = False
+        assert torch.equal(kc.cpu()[rest], kc0[rest]), "other key cache rows changed"
+        assert torch.equal(vc.cpu()[rest], vc0[rest]), "other value cache rows changed"
+        assert int(ticket[: bsz * hk].count_nonzero()) == 0, "counters not reset to 0"
+        k_cache, v_cache = kc.cpu(), vc.cpu()
+        k_cache[loc] = float("nan")  # the next step writes them again
+        v_cache[loc] = float("nan")
+
+
 def topk_case(dev, dtype, m: int, e: int, k: int):
     from sglang_ext.kernels.topk import topk_softmax
 
@@ -290,6 +367,25 @@ def cases(dtypes: tuple[torch.dtype, ...], full: bool) -> dict[str, Callable]:
             out[f"qknormrope-{n}-kv-t{t}-hd{hd}"] = lambda dev, a=(dt, t, hd): qk_norm_rope_kv_case(
                 dev, *a
             )
+        attn = [
+            ((529,), 4, 8, 128, 8, 128),
+            ((1, 5, 33, 70, 130), 2, 4, 64, 4, 32),
+            ((3, 64, 65), 1, 1, 32, 16, 16),
+            ((40, 7), 3, 16, 128, 2, 64),
+        ]
+        if full:
+            attn += [
+                ((529,) * 32, 4, 8, 128, 4, 64),
+                ((529,), 4, 16, 128, 8, 128),
+                ((2000, 17, 1), 4, 8, 128, 16, 32),
+            ]
+        for lens, hk, grp, hd, sp, bn in attn:
+            cid = f"decodeattn-{n}-b{len(lens)}-l{max(lens)}-kv{hk}-g{grp}-hd{hd}-s{sp}-n{bn}"
+            out[cid] = lambda dev, a=(dt, lens, hk, grp, hd, sp, bn): decode_attention_case(dev, *a)
+        lens, hk, grp, hd, sp, bn = attn[1]
+        out[f"decodeattn-{n}-ref"] = lambda dev, a=(dt, lens, hk, grp, hd, sp, bn): (
+            decode_attention_case(dev, *a, ref=True)
+        )
     for m, e, k in [(1, 1, 1), (1, 8, 2), (7, 60, 4), (33, 128, 8)] + (
         [(4096, 128, 8), (257, 512, 8)] if full else []
     ):

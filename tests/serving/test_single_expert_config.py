@@ -14,7 +14,8 @@ from sglang_ext.serving.config import CONFIG_ENV, SingleExpertConfig, rank_confi
 @pytest.fixture(autouse=True)
 def _fresh_rank_config(monkeypatch):
     for name in (CONFIG_ENV, "SINGLE_EXPERT_MODE", cfg.DP_ROUTING_ENV, cfg.FUSED_MLP_ENV,
-                 cfg.GRAPH_METADATA_ENV, cfg.PDL_ENV, cfg.FUSED_NORM_ENV):  # fmt: skip
+                 cfg.GRAPH_METADATA_ENV, cfg.PDL_ENV, cfg.FUSED_NORM_ENV,
+                 cfg.FUSED_ATTENTION_ENV):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     rank_config.cache_clear()
     yield
@@ -44,6 +45,7 @@ def test_user_variables(environ, flag, expected):
     assert (c.mode, c.dp_routing, c.fused_mlp) == expected
     assert c.graph_metadata is True and c.pdl is False  # unset: metadata on, PDL off
     assert c.fused_norm is True  # unset: the norms inside the linears (patch 0023)
+    assert c.fused_attention is True  # unset: the one-launch decode attention (patch 0024)
 
 
 @pytest.mark.parametrize("raw, on", [("0", False), (" OFF", False), ("yes", True), ("", True)])
@@ -55,6 +57,12 @@ def test_graph_metadata_switch(raw, on):
 def test_fused_norm_switch(raw, on):
     c = SingleExpertConfig.from_user_env({"SGLANG_EXT_FUSED_NORM": raw})
     assert c.fused_norm is on and c.fused_mlp is True and c.pdl is False
+
+
+@pytest.mark.parametrize("raw, on", [("0", False), ("Off", False), ("true", True), ("", True)])
+def test_fused_attention_switch(raw, on):
+    c = SingleExpertConfig.from_user_env({"SGLANG_EXT_FUSED_ATTENTION": raw})
+    assert c.fused_attention is on and c.fused_norm is True and c.pdl is False
 
 
 @pytest.mark.parametrize("raw, on", [("0", False), ("False", False), ("on", True), ("", False)])
@@ -72,6 +80,7 @@ def test_pdl_switch(raw, on):
         ({"SGLANG_EXT_GRAPH_METADATA": "2"}, r"SGLANG_EXT_GRAPH_METADATA='2'.*use 0.*or 1"),
         ({"SGLANG_EXT_PDL": "pdl"}, r"SGLANG_EXT_PDL='pdl'.*use 0.*or 1"),
         ({"SGLANG_EXT_FUSED_NORM": "x"}, r"SGLANG_EXT_FUSED_NORM='x'.*use 0.*or 1"),
+        ({"SGLANG_EXT_FUSED_ATTENTION": "y"}, r"SGLANG_EXT_FUSED_ATTENTION='y'.*use 0.*or 1"),
     ],
 )
 def test_bad_user_variable_is_named(environ, match):
@@ -110,6 +119,7 @@ def test_export_is_json_and_wins_over_user_variables():
     assert json.loads(env[CONFIG_ENV]) == {
         "mode": "dp",
         "dp_routing": "round_robin",
+        "fused_attention": True,
         "fused_mlp": False,
         "fused_norm": True,
         "graph_metadata": True,
@@ -136,6 +146,7 @@ def test_a_spawned_rank_reads_what_the_launcher_exported(monkeypatch):
     assert json.loads(out.stdout.splitlines()[-1]) == {
         "mode": "dp",
         "dp_routing": "round_robin",
+        "fused_attention": True,
         "fused_mlp": False,
         "fused_norm": True,
         "graph_metadata": True,
