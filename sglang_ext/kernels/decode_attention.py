@@ -67,6 +67,7 @@ def _decode_attention_kernel(
     BLOCK_D: tl.constexpr,
     BLOCK_N: tl.constexpr,
     MAX_SPLITS: tl.constexpr,
+    BLOCK_S: tl.constexpr,
     MIN_BLOCK: tl.constexpr,
     DOT: tl.constexpr,
     PDL: tl.constexpr,
@@ -88,44 +89,60 @@ def _decode_attention_kernel(
     d = tl.arange(0, BLOCK_D)
     dmask = d < head_dim
 
-    pos = tl.load(pos_ptr + b).to(tl.int64)
-    cos = tl.load(cs_ptr + pos * s_cs + i, mask=imask, other=0.0).to(tl.float32)
-    sin = tl.load(cs_ptr + pos * s_cs + half + i, mask=imask, other=0.0).to(tl.float32)
-
-    # the query heads of this KV head: normalised, rotated, rounded as the cache's dtype
-    m2 = hmask[:, None] & imask[None, :]
-    qp = q_ptr + b * s_qt + qh[:, None] * head_dim + i[None, :]
-    qw1 = tl.load(qw_ptr + i, mask=imask, other=0.0).to(tl.float32)
-    qw2 = tl.load(qw_ptr + half + i, mask=imask, other=0.0).to(tl.float32)
-    q1, q2 = _norm_rotate(
-        tl.load(qp, mask=m2, other=0.0).to(tl.float32),
-        tl.load(qp + half, mask=m2, other=0.0).to(tl.float32),
-        qw1[None, :], qw2[None, :], cos[None, :], sin[None, :], eps, head_dim,
-    )  # fmt: skip
-    q1 = q1.to(dt)
-    q2 = q2.to(dt)
-
+    # every load that depends on nothing else first, so their latencies overlap
     start = tl.load(kv_indptr + b)
     seq_len = tl.load(kv_indptr + b + 1) - start
     splits = tl.load(num_kv_splits + b)
+    pos = tl.load(pos_ptr + b).to(tl.int64)
+    slot = tl.load(loc_ptr + b).to(tl.int64)
+    m2 = hmask[:, None] & imask[None, :]
+    qp = q_ptr + b * s_qt + qh[:, None] * head_dim + i[None, :]
+    xq1 = tl.load(qp, mask=m2, other=0.0).to(tl.float32)
+    xq2 = tl.load(qp + half, mask=m2, other=0.0).to(tl.float32)
+    kp = k_ptr + b * s_kt + kvh * head_dim + i[None, :]  # [1, R]: the new key's head, a row
+    m1 = imask[None, :]
+    xk1 = tl.load(kp, mask=m1, other=0.0).to(tl.float32)
+    xk2 = tl.load(kp + half, mask=m1, other=0.0).to(tl.float32)
+    vn = tl.load(v_ptr + b * s_vt + kvh * head_dim + d[None, :], mask=dmask[None, :], other=0.0)
+    qw1 = tl.load(qw_ptr + i, mask=imask, other=0.0).to(tl.float32)[None, :]
+    qw2 = tl.load(qw_ptr + half + i, mask=imask, other=0.0).to(tl.float32)[None, :]
+    kw1 = tl.load(kw_ptr + i, mask=imask, other=0.0).to(tl.float32)[None, :]
+    kw2 = tl.load(kw_ptr + half + i, mask=imask, other=0.0).to(tl.float32)[None, :]
+    cos = tl.load(cs_ptr + pos * s_cs + i, mask=imask, other=0.0).to(tl.float32)[None, :]
+    sin = tl.load(cs_ptr + pos * s_cs + half + i, mask=imask, other=0.0).to(tl.float32)[None, :]
+
     per_split = tl.cdiv(tl.cdiv(seq_len, splits), MIN_BLOCK) * MIN_BLOCK
     s0 = per_split * split
     s1 = tl.minimum(s0 + per_split, seq_len)
     new = seq_len - 1  # the token being decoded: its key and value come from qkv
+    owner = (s0 <= new) & (new < s1)  # this split holds it
     loop_end = tl.minimum(s1, new)
+
+    # the query heads of this KV head and the new key: normalised, rotated, rounded to the
+    # cache's dtype; the owner writes the new key and value to the cache
+    q1, q2 = _norm_rotate(xq1, xq2, qw1, qw2, cos, sin, eps, head_dim)
+    q1 = q1.to(dt)
+    q2 = q2.to(dt)
+    k1, k2 = _norm_rotate(xk1, xk2, kw1, kw2, cos, sin, eps, head_dim)
+    k1 = k1.to(dt)
+    k2 = k2.to(dt)
+    vn = vn.to(dt)
+    kh = kvh.to(tl.int64) * s_ch
+    tl.store(kc_ptr + slot * s_ct + kh + i[None, :], k1, mask=m1 & owner)
+    tl.store(kc_ptr + slot * s_ct + kh + half + i[None, :], k2, mask=m1 & owner)
+    tl.store(vc_ptr + slot * s_ct + kh + d[None, :], vn, mask=dmask[None, :] & owner)
 
     e_max = tl.zeros([BLOCK_H], dtype=tl.float32) - float("inf")
     e_sum = tl.zeros([BLOCK_H], dtype=tl.float32)
     acc = tl.zeros([BLOCK_H, BLOCK_D], dtype=tl.float32)
-    kh = kvh.to(tl.int64) * s_ch
     for n0 in range(s0, loop_end, BLOCK_N):
         n = n0 + tl.arange(0, BLOCK_N)
         nmask = n < loop_end
         loc = tl.load(kv_indices + start + n, mask=nmask, other=0).to(tl.int64)
-        kp = kc_ptr + loc[None, :] * s_ct + kh + i[:, None]
+        kcp = kc_ptr + loc[None, :] * s_ct + kh + i[:, None]
         km = nmask[None, :] & imask[:, None]
-        qk = tl.dot(q1, tl.load(kp, mask=km, other=0.0).to(dt), input_precision=DOT)
-        qk += tl.dot(q2, tl.load(kp + half, mask=km, other=0.0).to(dt), input_precision=DOT)
+        qk = tl.dot(q1, tl.load(kcp, mask=km, other=0.0).to(dt), input_precision=DOT)
+        qk += tl.dot(q2, tl.load(kcp + half, mask=km, other=0.0).to(dt), input_precision=DOT)
         qk = tl.where(hmask[:, None] & nmask[None, :], qk * sm_scale, float("-inf"))
         v = tl.load(vc_ptr + loc[:, None] * s_ct + kh + d[None, :],
                     mask=nmask[:, None] & dmask[None, :], other=0.0)  # fmt: skip
@@ -136,62 +153,45 @@ def _decode_attention_kernel(
         e_sum = e_sum * rescale + tl.sum(p, 1)
         e_max = n_max
 
-    if (s0 <= new) & (new < s1):  # this split holds the new token
-        kp = k_ptr + b * s_kt + kvh * head_dim + i[None, :]  # [1, R]: one head as a row
-        kw1 = tl.load(kw_ptr + i, mask=imask, other=0.0).to(tl.float32)[None, :]
-        kw2 = tl.load(kw_ptr + half + i, mask=imask, other=0.0).to(tl.float32)[None, :]
-        m1 = imask[None, :]
-        k1, k2 = _norm_rotate(
-            tl.load(kp, mask=m1, other=0.0).to(tl.float32),
-            tl.load(kp + half, mask=m1, other=0.0).to(tl.float32),
-            kw1, kw2, cos[None, :], sin[None, :], eps, head_dim,
-        )  # fmt: skip
-        k1 = k1.to(dt)
-        k2 = k2.to(dt)
-        vp = v_ptr + b * s_vt + kvh * head_dim + d[None, :]
-        vn = tl.load(vp, mask=dmask[None, :], other=0.0).to(dt)
-        slot = tl.load(loc_ptr + b).to(tl.int64)
-        tl.store(kc_ptr + slot * s_ct + kh + i[None, :], k1, mask=m1)
-        tl.store(kc_ptr + slot * s_ct + kh + half + i[None, :], k2, mask=m1)
-        tl.store(vc_ptr + slot * s_ct + kh + d[None, :], vn, mask=dmask[None, :])
-        qk_new = tl.sum(q1.to(tl.float32) * k1.to(tl.float32), 1)
-        qk_new += tl.sum(q2.to(tl.float32) * k2.to(tl.float32), 1)
-        qk_new = tl.where(hmask, qk_new * sm_scale, float("-inf"))
-        n_max = tl.maximum(qk_new, e_max)
-        rescale = tl.exp(e_max - n_max)
-        p_new = tl.exp(qk_new - n_max)
-        acc = acc * rescale[:, None] + p_new[:, None] * vn.to(tl.float32)
-        e_sum = e_sum * rescale + p_new
-        e_max = n_max
+    # the new token, from registers (-inf for heads past the group and for other splits)
+    qk_new = tl.sum(q1.to(tl.float32) * k1.to(tl.float32), 1)
+    qk_new += tl.sum(q2.to(tl.float32) * k2.to(tl.float32), 1)
+    qk_new = tl.where(hmask & owner, qk_new * sm_scale, float("-inf"))
+    n_max = tl.maximum(qk_new, e_max)
+    rescale = tl.exp(e_max - n_max)
+    p_new = tl.exp(qk_new - n_max)
+    acc = acc * rescale[:, None] + p_new[:, None] * vn.to(tl.float32)
+    e_sum = e_sum * rescale + p_new
+    e_max = n_max
 
     mo = mid_o + b * s_mb + qh[:, None] * s_mh + d[None, :]
     ml = mid_lse + b * s_lb + qh * s_lh
+    hd_mask = hmask[:, None] & dmask[None, :]
     if s1 > s0:
-        tl.store(mo + split * s_ms, acc / e_sum[:, None], mask=hmask[:, None] & dmask[None, :])
+        tl.store(mo + split * s_ms, acc / e_sum[:, None], mask=hd_mask)
         tl.store(ml + split, e_max + tl.log(e_sum), mask=hmask)
 
-    # the last of this (sequence, KV head)'s programs to get here merges the splits
+    # the last of this (sequence, KV head)'s programs to get here merges the splits: every
+    # split's log-sum-exp in one load, then every partial output (no branch between them,
+    # so their loads are in flight together)
     tl.debug_barrier()  # every thread's stores above come before the ticket
     ticket = ticket_ptr + b * n_kv + kvh
     if tl.atomic_add(ticket, 1, sem="acq_rel") == MAX_SPLITS - 1:
         tl.atomic_xchg(ticket, 0)  # ready for the next launch
-        m = tl.zeros([BLOCK_H], dtype=tl.float32) - float("inf")
-        lsum = tl.zeros([BLOCK_H], dtype=tl.float32)
+        sp = tl.arange(0, BLOCK_S)
+        used = hmask[:, None] & ((per_split * sp < seq_len) & (sp < MAX_SPLITS))[None, :]
+        lse = tl.load(ml[:, None] + sp[None, :], mask=used, other=float("-inf"),
+                      cache_modifier=".cg")  # fmt: skip
+        m = tl.max(lse, 1)
+        w = tl.where(used, tl.exp(lse - m[:, None]), 0.0)  # [H, S]
         out = tl.zeros([BLOCK_H, BLOCK_D], dtype=tl.float32)
         for s in tl.static_range(MAX_SPLITS):
-            if per_split * s < seq_len:
-                lse = tl.load(ml + s, mask=hmask, other=0.0, cache_modifier=".cg")
-                part = tl.load(mo + s * s_ms, mask=hmask[:, None] & dmask[None, :], other=0.0,
-                               cache_modifier=".cg")  # fmt: skip
-                m_new = tl.maximum(m, lse)
-                scale = tl.exp(m - m_new)
-                w = tl.exp(lse - m_new)
-                out = out * scale[:, None] + w[:, None] * part
-                lsum = lsum * scale + w
-                m = m_new
+            part = tl.load(mo + s * s_ms, mask=hd_mask & (per_split * s < seq_len),
+                           other=0.0, cache_modifier=".cg")  # fmt: skip
+            w_s = tl.sum(tl.where(sp[None, :] == s, w, 0.0), 1)
+            out += w_s[:, None] * part
         op = o_ptr + b * s_ot + qh[:, None] * head_dim + d[None, :]
-        tl.store(op, (out / lsum[:, None]).to(o_ptr.dtype.element_ty),
-                 mask=hmask[:, None] & dmask[None, :])  # fmt: skip
+        tl.store(op, (out / tl.sum(w, 1)[:, None]).to(o_ptr.dtype.element_ty), mask=hd_mask)
 
 
 _TICKETS: dict[torch.device, torch.Tensor] = {}
@@ -314,6 +314,7 @@ def decode_attention(
         BLOCK_D=max(16, triton.next_power_of_2(d)),
         BLOCK_N=block_n,
         MAX_SPLITS=splits,
+        BLOCK_S=triton.next_power_of_2(splits),
         MIN_BLOCK=MIN_BLOCK_KV,
         DOT="ieee" if k_cache.dtype == torch.float32 else "tf32",  # float32 caches: exact
         num_warps=num_warps,

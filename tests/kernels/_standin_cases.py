@@ -372,6 +372,7 @@ def cases(dtypes: tuple[torch.dtype, ...], full: bool) -> dict[str, Callable]:
             ((1, 5, 33, 70, 130), 2, 4, 64, 4, 32),
             ((3, 64, 65), 1, 1, 32, 16, 16),
             ((40, 7), 3, 16, 128, 2, 64),
+            ((97, 300), 2, 8, 64, 6, 32),  # a split count not a power of two
         ]
         if full:
             attn += [

@@ -11,7 +11,11 @@ takes it from a measured table (``sglang_ext.kernels.decode_attention_launch``),
 * :func:`sglang_kv_splits`: that rule for ``batch`` sequences of one length (the Triton
   kernel's arithmetic, checked against the kernel itself under the interpreter);
 * :func:`grouped_decode`: stage 1 (any :class:`Stage1Config`) and sglang's stage 2;
-* :func:`reference`: float64 softmax attention over each sequence's cached tokens.
+* :func:`reference`: float64 softmax attention over each sequence's cached tokens;
+* :func:`bench_fused_point` (``--fused``): our one-launch decode attention
+  (``sglang_ext.kernels.decode_attention``, patch 0024) under each launch against the three
+  kernels it replaces (q/k norm + rotary + KV write, then sglang's stage 1 with the table's
+  launch and stage 2), from the raw qkv of one decode step.
 
 ``bench/bench_decode_attention.py`` times them on a GPU.  Import sglang first through
 :func:`sglang_ext.perf.kernel_bench.sglang_baseline.activate_sglang` (the patched copy).
@@ -31,6 +35,7 @@ __all__ = [
     "AttnBenchArgs",
     "SGLANG_STAGE1",
     "Stage1Config",
+    "bench_fused_point",
     "bench_point",
     "grouped_decode",
     "parse_config",
@@ -198,6 +203,10 @@ class AttnBenchArgs:
     table_from: str = ""
     """Write the table from these records (one run's) instead, without a GPU (for the GPU
     and Triton version the records name)."""
+    fused: bool = False
+    """Time the one-launch decode attention (patch 0024) under each of ``configs`` against
+    the three kernels it replaces, at sglang's split rule (records
+    ``decode_attention_fused.jsonl``)."""
 
     def __post_init__(self) -> None:
         from sglang_ext.presets import PRESETS
@@ -280,6 +289,95 @@ def bench_point(
     return rows
 
 
+def bench_fused_point(
+    preset: str,
+    batch: int,
+    args: AttnBenchArgs,
+    copy_gbps: float,
+    sm_count: int,
+    *,
+    device: str = "cuda",
+    dtype: torch.dtype = torch.bfloat16,
+    timer: Callable[..., float] | None = None,
+    rotate_bytes: int = 256 << 20,
+) -> list[tuple[dict, dict]]:
+    """(config, metrics) rows of one (preset, batch) decode step from raw qkv: the three
+    kernels (``qk_norm_rope`` with the KV write, sglang's stage 1 launched as the device's
+    table says, stage 2) and the one-launch kernel under each of ``args.configs``, all at
+    sglang's split rule; graph medians over KV regions that rotate past the L2.  Each fused
+    row carries its largest difference from the three kernels' output (relative to its
+    largest value)."""
+    from sglang_ext.kernels.decode_attention import decode_attention, tickets
+    from sglang_ext.kernels.decode_attention_launch import stage1_config
+    from sglang_ext.kernels.qk_norm_rope import qk_norm_rope
+    from sglang_ext.perf.timing import time_graph
+
+    timer = timer or time_graph
+    h, hkv, d = preset_heads(preset)
+    seq, eps, maxs = args.context_len, 1e-6, args.max_kv_splits
+    kv_bytes = 2 * batch * seq * hkv * d * torch.empty(0, dtype=dtype).element_size()
+    regions = max(2, math.ceil(rotate_bytes / kv_bytes))
+    dev = torch.device(device)
+    g = torch.Generator(device=dev).manual_seed(0)
+    kb = torch.randn(regions * batch * seq, hkv, d, device=dev, dtype=dtype, generator=g)
+    vb = torch.randn(regions * batch * seq, hkv, d, device=dev, dtype=dtype, generator=g)
+    qkv0 = torch.randn(batch, (h + 2 * hkv) * d, device=dev, dtype=dtype, generator=g)
+    qkv = qkv0.clone()
+    qw = torch.rand(d, device=dev, generator=g).to(dtype) + 0.5
+    kw = torch.rand(d, device=dev, generator=g).to(dtype) + 0.5
+    inv = 1.0 / 1e6 ** (torch.arange(0, d, 2, device=dev, dtype=torch.float64) / d)
+    ang = torch.arange(seq, device=dev, dtype=torch.float64)[:, None] * inv[None, :]
+    cos_sin = torch.cat([ang.cos(), ang.sin()], -1).float()
+    pos = torch.full((batch,), seq - 1, device=dev, dtype=torch.int64)
+    indptr = torch.arange(batch + 1, device=dev, dtype=torch.int32) * seq
+    sets = []
+    for r in range(regions):
+        idx = torch.arange(r * batch * seq, (r + 1) * batch * seq, device=dev, dtype=torch.int32)
+        sets.append((idx, idx.view(batch, seq)[:, -1].long()))
+    rule = sglang_kv_splits(batch, seq, num_heads=h, num_kv_heads=hkv, max_kv_splits=maxs,
+                            sm_count=sm_count)  # fmt: skip
+    ns = torch.full((batch,), rule, device=dev, dtype=torch.int32)
+    mid_o = torch.empty(batch, h, maxs, d, dtype=torch.float32, device=dev)
+    mid_lse = torch.empty(batch, h, maxs, dtype=torch.float32, device=dev)
+    ticket = tickets(dev, batch * hkv)
+    q, k, v = qkv.split([h * d, hkv * d, hkv * d], dim=-1)
+    out = torch.empty(batch, h, d, dtype=dtype, device=dev)
+    table = Stage1Config(*stage1_config(batch, h // hkv, d, dev))
+
+    def three(st):
+        qk_norm_rope(pos, q, k, qw, kw, eps, d, cos_sin, value=v, k_cache=kb, v_cache=vb,
+                     cache_loc=st[1])  # fmt: skip
+        grouped_decode(q.view(batch, h, d), kb, vb, indptr, st[0], ns, maxs, config=table,
+                       out=out, workspace=(mid_o, mid_lse))  # fmt: skip
+
+    def fused(st, cfg):
+        return decode_attention(pos, q, k, v, qw, kw, eps, cos_sin, kb, vb, st[1], indptr,
+                                st[0], ns, mid_o, mid_lse, d**-0.5, ticket=ticket,
+                                block_n=cfg.block_n, num_warps=cfg.num_warps,
+                                num_stages=cfg.num_stages)  # fmt: skip
+
+    three(sets[0])
+    want = out.float().reshape(batch, h * d).clone()
+    floor = kv_bytes / (copy_gbps * 1e3)
+    base = {"preset": preset, "batch_size": batch, "context_len": seq, "heads": h,
+            "kv_heads": hkv, "head_dim": d, "kv_splits": rule, "max_kv_splits": maxs}  # fmt: skip
+    us = timer(three, sets, rep_ms=args.rep_ms)
+    rows = [({**base, "kernel": "qk_norm_rope+stage1+stage2", "stage1": table.name},
+             {"median_us": us, "kv_bytes": kv_bytes, "floor_us": floor,
+              "ratio_to_floor": us / floor})]  # fmt: skip
+    for text in args.configs:
+        cfg = parse_config(text)
+        qkv.copy_(qkv0)
+        got = fused(sets[0], cfg).float()
+        err = ((got - want).abs().max() / want.abs().max()).item()
+        t = timer(lambda st, cfg=cfg: fused(st, cfg), sets, rep_ms=args.rep_ms)
+        rows.append(({**base, "kernel": "fused", "stage1": cfg.name},
+                     {"median_us": t, "kv_bytes": kv_bytes, "floor_us": floor,
+                      "ratio_to_floor": t / floor, "speedup_vs_three_kernels": us / t,
+                      "max_rel_diff_vs_three_kernels": err}))  # fmt: skip
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python bench/bench_decode_attention.py``: every (preset, batch, stage-1 config,
     split count) timed on the GPU, one record each, and a table of the fastest per batch."""
@@ -314,10 +412,26 @@ def main(argv: list[str] | None = None) -> int:
     us, nbytes = copy_us()
     copy_gbps = nbytes / us / 1e3
     props = torch.cuda.get_device_properties(0)
-    out = args.output_file or f"bench/results/{gpu_folder(props.name)}/decode_attention.jsonl"
+    name = "decode_attention_fused" if args.fused else "decode_attention"
+    out = args.output_file or f"bench/results/{gpu_folder(props.name)}/{name}.jsonl"
     run = {"copy_gbps": copy_gbps, "sm_count": props.multi_processor_count, "setup": notes}
     print(f"copy {copy_gbps:.0f} GB/s, {props.multi_processor_count} SMs; records -> {out}")
     records = []
+    if args.fused:
+        for preset in args.presets:
+            for b in args.batch_sizes:
+                rows = bench_fused_point(preset, b, args, copy_gbps, props.multi_processor_count)
+                for conf, m in rows:
+                    append_jsonl(out, make_record(name, {**conf, **run}, m, env=env))
+                (c3, m3), fused = rows[0], rows[1:]
+                best_c, best = min(fused, key=lambda r: r[1]["median_us"])
+                print(f"{preset} batch {b}: three kernels {m3['median_us']:.1f} us "
+                      f"({c3['stage1']}, {c3['kv_splits']} splits), one launch "
+                      f"{best['median_us']:.1f} us ({best_c['stage1']}), KV floor "
+                      f"{best['floor_us']:.2f} us; max rel diff "
+                      f"{max(m['max_rel_diff_vs_three_kernels'] for _, m in fused):.1e}",
+                      flush=True)  # fmt: skip
+        return 0
     for preset in args.presets:
         for b in args.batch_sizes:
             rows = bench_point(preset, b, args, copy_gbps, props.multi_processor_count)

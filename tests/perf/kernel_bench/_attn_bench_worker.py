@@ -7,6 +7,10 @@ against independent references, on the CPU.  Prints one JSON line {case: error |
   config, then its stage 2) on float32 inputs with scattered cache slots and uneven lengths,
   against a float64 softmax attention over each sequence's tokens (tolerance 1e-5, as the
   patch-0016 check: float32 scores over at most 70 tokens).
+* ``fused-2``: :func:`bench_fused_point` on float32 (a fake timer): our one-launch
+  decode attention (patch 0024) at batch 2 against the three kernels it replaces,
+  ``qk_norm_rope`` with the KV write, then sglang's own stage 1 and stage 2 (tolerance 1e-5);
+  the row layout and speed-ups from the timer's answers.
 * ``patched-<batch>``: the patched sglang's own ``decode_attention_fwd_grouped`` (patch 0019)
   at that batch, its launch answered as the H200 table answers it, against float64; and with
   an impossible launch (BLOCK_N=24) answered instead, it must fail: the launch is used.
@@ -29,6 +33,7 @@ from sglang_ext.perf.kernel_bench.decode_attention import (  # noqa: E402
     SGLANG_STAGE1,
     AttnBenchArgs,
     Stage1Config,
+    bench_fused_point,
     bench_point,
     grouped_decode,
     reference,
@@ -101,6 +106,25 @@ def bench_rows() -> str | None:
     return f"{len(bad)} rows off: {bad[:1]}" if bad else None
 
 
+def fused(batch: int) -> str | None:
+    args = AttnBenchArgs(presets=["qwen3-30b-a3b-1e"], batch_sizes=[batch], context_len=45,
+                         configs=["n64w4s3"], fused=True)  # fmt: skip
+    times = iter([6.0, 3.0])
+
+    def timer(call, sets, rep_ms):
+        call(sets[1])  # the other KV region runs too
+        return next(times)
+
+    rows = bench_fused_point("qwen3-30b-a3b-1e", batch, args, 1000.0, 132, device="cpu",
+                             dtype=torch.float32, timer=timer, rotate_bytes=1 << 20)  # fmt: skip
+    got = [(c["kernel"], c["stage1"], m.get("speedup_vs_three_kernels")) for c, m in rows]
+    want = [("qk_norm_rope+stage1+stage2", "n32w4s2", None), ("fused", "n64w4s3", 2.0)]
+    if got != want:
+        return f"rows {got}, expected {want}"
+    diffs = [m["max_rel_diff_vs_three_kernels"] for _, m in rows[1:]]
+    return None if max(diffs) < 1e-5 else f"one launch vs sglang's kernels: rel diff {diffs}"
+
+
 PATCHED_BATCHES = (1, 3, 9)  # the H200 table's batch <= 1, <= 8 and <= 32 buckets
 H200_TRITON = "3.6.0"  # the table's Triton (the interpreter here may be another)
 
@@ -155,4 +179,5 @@ if __name__ == "__main__":
         res[f"attn-{cfg.name}-{n}"] = attention(cfg, n)
     for b in PATCHED_BATCHES:
         res[f"patched-{b}"] = patched(b)
+    res["fused-2"] = fused(2)
     print(json.dumps(res))

@@ -58,6 +58,12 @@ def test_patched_sglang_launches_what_the_table_says(batch):
     assert res[f"patched-{batch}"] is None, res[f"patched-{batch}"]
 
 
+def test_one_launch_matches_sglangs_kernels():
+    res = _results()
+    assert "fused-2" in res, sorted(res)
+    assert res["fused-2"] is None, res["fused-2"]
+
+
 def test_config_names_and_bad_arguments():
     assert parse_config("n64w8s3") == Stage1Config(64, 8, 3)
     assert Stage1Config().name == "n32w4s2"  # sglang 0.4.7's launch
