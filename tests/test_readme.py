@@ -44,6 +44,8 @@ EXCLUDED = {
     "bash bench/profile_h200.sh": "the per-layer GPU profile (CUDA only)",
     "python bench/bench_decode_attention.py": "the decode-attention GPU bench (CUDA only; its "
     "pieces run under the Triton interpreter in tests/perf/kernel_bench)",
+    "python bench/bench_decode_attention.py --fused": "the same bench's one-launch mode (CUDA "
+    "only; bench_fused_point runs under the interpreter in tests/perf/kernel_bench)",
     "python bench/bench_gemv.py": "the small-M linear GPU bench (CUDA only; its pieces run "
     "under the Triton interpreter in tests/perf/kernel_bench)",
     # install + serve / install + the whole suite: this suite is the second one
