@@ -223,6 +223,17 @@ class AttnBenchArgs:
             raise ValueError("--batch-sizes and --context-len must be >= 1")
 
 
+def _kv_regions(batch, seq, hkv, d, dtype, dev, rotate_bytes):
+    """(KV bytes of one step, regions, k_buffer, v_buffer, generator): enough copies of a
+    step's KV (``regions``, >= 2) that ``rotate_bytes`` of them rotate past the L2."""
+    kv_bytes = 2 * batch * seq * hkv * d * torch.empty(0, dtype=dtype).element_size()
+    regions = max(2, math.ceil(rotate_bytes / kv_bytes))
+    g = torch.Generator(device=dev).manual_seed(0)
+    kb = torch.randn(regions * batch * seq, hkv, d, device=dev, dtype=dtype, generator=g)
+    vb = torch.randn(regions * batch * seq, hkv, d, device=dev, dtype=dtype, generator=g)
+    return kv_bytes, regions, kb, vb, g
+
+
 def bench_point(
     preset: str,
     batch: int,
@@ -242,13 +253,8 @@ def bench_point(
 
     timer = timer or time_graph
     h, hkv, d = preset_heads(preset)
-    seq = args.context_len
-    kv_bytes = 2 * batch * seq * hkv * d * torch.empty(0, dtype=dtype).element_size()
-    regions = max(2, math.ceil(rotate_bytes / kv_bytes))
-    dev = torch.device(device)
-    g = torch.Generator(device=dev).manual_seed(0)
-    kb = torch.randn(regions * batch * seq, hkv, d, device=dev, dtype=dtype, generator=g)
-    vb = torch.randn(regions * batch * seq, hkv, d, device=dev, dtype=dtype, generator=g)
+    seq, dev = args.context_len, torch.device(device)
+    kv_bytes, regions, kb, vb, g = _kv_regions(batch, seq, hkv, d, dtype, dev, rotate_bytes)
     q = torch.randn(batch, h, d, device=dev, dtype=dtype, generator=g)
     indptr = torch.arange(batch + 1, device=dev, dtype=torch.int32) * seq
     sets = [
@@ -314,13 +320,8 @@ def bench_fused_point(
 
     timer = timer or time_graph
     h, hkv, d = preset_heads(preset)
-    seq, eps, maxs = args.context_len, 1e-6, args.max_kv_splits
-    kv_bytes = 2 * batch * seq * hkv * d * torch.empty(0, dtype=dtype).element_size()
-    regions = max(2, math.ceil(rotate_bytes / kv_bytes))
-    dev = torch.device(device)
-    g = torch.Generator(device=dev).manual_seed(0)
-    kb = torch.randn(regions * batch * seq, hkv, d, device=dev, dtype=dtype, generator=g)
-    vb = torch.randn(regions * batch * seq, hkv, d, device=dev, dtype=dtype, generator=g)
+    seq, eps, maxs, dev = args.context_len, 1e-6, args.max_kv_splits, torch.device(device)
+    kv_bytes, regions, kb, vb, g = _kv_regions(batch, seq, hkv, d, dtype, dev, rotate_bytes)
     qkv0 = torch.randn(batch, (h + 2 * hkv) * d, device=dev, dtype=dtype, generator=g)
     qkv = qkv0.clone()
     qw = torch.rand(d, device=dev, generator=g).to(dtype) + 0.5
