@@ -36,6 +36,7 @@ import triton.language as tl
 
 from . import pdl
 from .decode_attention_ref import decode_attention_ref
+from .qk_norm_rope import norm_rotate
 
 __all__ = ["MIN_BLOCK_KV", "check_launch", "decode_attention", "decode_attention_ref", "tickets"]
 
@@ -43,15 +44,6 @@ MIN_BLOCK_KV = 32
 """Split lengths are a multiple of this (sglang 0.4.7's ``_MIN_BLOCK_KV``)."""
 MAX_GROUP = 32
 """Query heads per KV head one program holds."""
-
-
-@triton.jit
-def _norm_rotate(x1, x2, w1, w2, cos, sin, eps, n):
-    """RMSNorm of each row over its pair of halves (``n`` channels in all), then neox rotation."""
-    rstd = 1.0 / tl.sqrt((tl.sum(x1 * x1, axis=1) + tl.sum(x2 * x2, axis=1)) / n + eps)
-    y1 = x1 * rstd[:, None] * w1
-    y2 = x2 * rstd[:, None] * w2
-    return y1 * cos - y2 * sin, y2 * cos + y1 * sin
 
 
 @triton.jit
@@ -124,10 +116,10 @@ def _decode_attention_kernel(
 
     # the query heads of this KV head and the new key: normalised, rotated, rounded to the
     # cache's dtype; the owner writes the new key and value to the cache
-    q1, q2 = _norm_rotate(xq1, xq2, qw1, qw2, cos, sin, eps, head_dim)
+    q1, q2 = norm_rotate(xq1, xq2, qw1, qw2, cos, sin, eps, head_dim)
     q1 = q1.to(dt)
     q2 = q2.to(dt)
-    k1, k2 = _norm_rotate(xk1, xk2, kw1, kw2, cos, sin, eps, head_dim)
+    k1, k2 = norm_rotate(xk1, xk2, kw1, kw2, cos, sin, eps, head_dim)
     k1 = k1.to(dt)
     k2 = k2.to(dt)
     vn = vn.to(dt)

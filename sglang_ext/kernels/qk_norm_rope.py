@@ -32,6 +32,16 @@ __all__ = ["qk_norm_rope", "supports"]
 
 
 @triton.jit
+def norm_rotate(x1, x2, w1, w2, cos, sin, eps, n):
+    """RMSNorm of each row over its two halves ``x1``, ``x2`` (``n`` channels in all, float32)
+    by the weight halves, then the neox rotation by ``cos``/``sin``: the two new halves."""
+    rstd = 1.0 / tl.sqrt((tl.sum(x1 * x1, axis=1) + tl.sum(x2 * x2, axis=1)) / n + eps)
+    y1 = x1 * rstd[:, None] * w1
+    y2 = x2 * rstd[:, None] * w2
+    return y1 * cos - y2 * sin, y2 * cos + y1 * sin
+
+
+@triton.jit
 def _norm_rotate_heads(
     base,
     w_ptr,
@@ -61,11 +71,9 @@ def _norm_rotate_heads(
         p2 = p1 + half * s_d
         x1 = tl.load(p1, mask=m, other=0.0).to(tl.float32)
         x2 = tl.load(p2, mask=m, other=0.0).to(tl.float32)
-        rstd = 1.0 / tl.sqrt((tl.sum(x1 * x1, axis=1) + tl.sum(x2 * x2, axis=1)) / (2 * half) + eps)
-        y1 = x1 * rstd[:, None] * w1
-        y2 = x2 * rstd[:, None] * w2
-        o1 = (y1 * cos - y2 * sin).to(base.dtype.element_ty)
-        o2 = (y2 * cos + y1 * sin).to(base.dtype.element_ty)
+        o1, o2 = norm_rotate(x1, x2, w1, w2, cos, sin, eps, 2 * half)
+        o1 = o1.to(base.dtype.element_ty)
+        o2 = o2.to(base.dtype.element_ty)
         tl.store(p1, o1, mask=m)
         tl.store(p2, o2, mask=m)
         if STORE:
