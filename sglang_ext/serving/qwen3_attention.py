@@ -43,6 +43,7 @@ _DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 _KV_BACKENDS = ("TritonAttnBackend",)
 _CACHE_ATTR = "_sglang_ext_fusable"
 _DECODE_ATTR = "_sglang_ext_decode_attention"
+_logged: list[bool] = []  # the one-launch attention's first use, logged once
 
 
 def fusable(attn: Any, q: torch.Tensor) -> bool:
@@ -237,6 +238,3 @@ def decode_attention(
         logger.info("sglang-ext decode attention: q/k norm, rotary, KV write, attention and "
                     "the merge of its splits in one launch (first at %d tokens)", n)  # fmt: skip
     return out
-
-
-_logged: list[bool] = []
