@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         address = http_address(argv)
-        plan, standin = _plan(argv)
+        plan, cuda, standin = _plan(argv)
     except ValueError as e:  # bad input first: a held port must not hide it
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     supervisor = Supervisor()
     supervisor.handle_signals()
     try:
-        rc = _launch(plan, standin, sock, supervisor)
+        rc = _launch(plan, cuda, standin, sock, supervisor)
     except SystemExit as e:  # sglang's own argument errors (argparse) and the like
         supervisor.exit(e.code if isinstance(e.code, int) else 1, "exiting")
     except BaseException as e:  # noqa: BLE001 - any failure ends every process we started
@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _plan(argv: list[str]):
-    """Our flags and the model checked, sglang's command line planned; ValueError if bad."""
+    """Our flags and the model checked, sglang's command line planned; ValueError if bad.
+    Returns (plan, CUDA available, the sgl_kernel stand-in needed)."""
     import torch
 
     from sglang_ext import compat
@@ -121,17 +122,14 @@ def _plan(argv: list[str]):
     plan = plan_launch(
         argv, cuda=cuda, sgl_kernel=not standin, default_model_path=default_model_path
     )
-    return plan, standin
+    return plan, cuda, standin
 
 
-def _launch(plan, standin: bool, sock, supervisor) -> int:
+def _launch(plan, cuda: bool, standin: bool, sock, supervisor) -> int:
     """Patch, start sglang; returns only for bad input (2), never once serving."""
-    import torch
-
     from sglang_ext import compat
     from sglang_ext.patching import overlay, source
 
-    cuda = torch.cuda.is_available()
     try:
         overlay.activate(overlay.ensure_patched_sglang())
     except source.PatchError as e:
