@@ -58,6 +58,8 @@ __all__ = [
     "check_operands",
     "default_config",
     "gemv",
+    "line_elems",
+    "prefetch_rows_l2",
 ]
 
 MAX_M = 32  # tokens per call; beyond this the weight is no longer the whole cost
@@ -73,6 +75,18 @@ def _prefetch_l2(ptrs):
         "prefetch.global.L2 [$1]; mov.u32 $0, 0;", "=r,l", [ptrs], dtype=tl.int32,
         is_pure=False, pack=1,
     )  # fmt: skip
+
+
+@triton.jit
+def prefetch_rows_l2(w_ptr, rn, N, K, sw_n, BLOCK_K: tl.constexpr, LINE: tl.constexpr):
+    """Ask L2 for weight rows ``rn`` (clamped to N) over all of K, one prefetch per 128-byte
+    line (``LINE`` elements; 0: none).  For data no kernel of the step writes, before
+    ``pdl.wait_then_release``."""
+    if LINE > 0:
+        rl = tl.arange(0, BLOCK_K // LINE) * LINE  # one pointer per 128-byte line
+        w_rows = w_ptr + tl.minimum(rn, N - 1).to(tl.int64)[:, None] * sw_n
+        for k0 in range(0, K, BLOCK_K):
+            _prefetch_l2(w_rows + tl.minimum(k0 + rl, K - 1)[None, :])
 
 
 @triton.jit(do_not_specialize=["M"])  # one compile for every M of a BLOCK_M
@@ -99,11 +113,7 @@ def _gemv_kernel(
     rk = tl.arange(0, BLOCK_K)
     nmask = rn < N
     if PDL:  # the weight is no kernel's output: stream it into L2 while the previous runs
-        if LINE > 0:
-            rl = tl.arange(0, BLOCK_K // LINE) * LINE  # one pointer per 128-byte line
-            w_rows = w_ptr + tl.minimum(rn, N - 1).to(tl.int64)[:, None] * sw_n
-            for k0 in range(0, K, BLOCK_K):
-                _prefetch_l2(w_rows + tl.minimum(k0 + rl, K - 1)[None, :])
+        prefetch_rows_l2(w_ptr, rn, N, K, sw_n, BLOCK_K, LINE)
         pdl.wait_then_release()  # before any read of x or write of y
     w_ptrs = w_ptr + rn.to(tl.int64)[:, None] * sw_n + rk[None, :]  # [BLOCK_N, BLOCK_K]
     if HAS_BIAS:
@@ -308,13 +318,13 @@ def gemv(
         x, w, bias if bias is not None else w, out, m, n, k, x.stride(0), w.stride(0),
         out.stride(0), HAS_BIAS=bias is not None, USE_DOT=config.use_dot,
         BLOCK_M=max(16, triton.next_power_of_2(m)), BLOCK_N=config.block_n,
-        BLOCK_K=config.block_k, LINE=_line(config, w), num_warps=config.num_warps,
+        BLOCK_K=config.block_k, LINE=line_elems(config, w), num_warps=config.num_warps,
         num_stages=config.num_stages, **pdl.launch_kwargs(x),
     )  # fmt: skip
     return out
 
 
-def _line(config: GemvConfig, w: torch.Tensor) -> int:
+def line_elems(config: GemvConfig, w: torch.Tensor) -> int:
     """Elements of ``w`` per 128-byte line when a K step spans whole lines, else 0 (no
     prefetch)."""
     line = 128 // w.element_size()

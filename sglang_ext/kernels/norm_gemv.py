@@ -19,6 +19,8 @@ s * norm_weight unrounded (CUDA cores) or rounded once to the weight's dtype (te
 where the separate kernels round the normalised row: the same or less rounding error.
 
 The residual is written to a new tensor, never in place: other programs still read it.
+With programmatic dependent launch (``kernels.pdl``) a program asks L2 for its weight rows
+before it waits for the kernel before it, as ``gemv`` does.
 With ``swiglu`` a program owns ``BLOCK_N`` outputs and so reads 2 x BLOCK_N weight rows.
 The plain-torch reference is ``norm_gemv_ref``.  Serving calls it through
 ``serving.fused_layer`` (patch 0023), with the launch :func:`fused_launch` picks.
@@ -31,7 +33,16 @@ import triton
 import triton.language as tl
 from triton.runtime import JITFunction
 
-from .gemv import MAX_M, GemvConfig, check_device, check_operands, default_config
+from . import pdl
+from .gemv import (
+    MAX_M,
+    GemvConfig,
+    check_device,
+    check_operands,
+    default_config,
+    line_elems,
+    prefetch_rows_l2,
+)
 from .gemv_dispatch import launch_for
 
 __all__ = ["MAX_M", "MIN_ROWS", "fused_launch", "norm_gemv", "swiglu_config", "worth_fusing"]
@@ -63,11 +74,18 @@ def _norm_gemv_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    PDL: tl.constexpr,
+    LINE: tl.constexpr,
 ):
     pid = tl.program_id(0)
     rn = pid * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N] outputs
     rk = tl.arange(0, BLOCK_K)
     nmask = rn < N
+    if PDL:  # the weight is no kernel's output: stream it into L2 while the previous runs
+        prefetch_rows_l2(w_ptr, rn, N, K, sw_n, BLOCK_K, LINE)
+        if SWIGLU:
+            prefetch_rows_l2(w_ptr + N * sw_n, rn, N, K, sw_n, BLOCK_K, LINE)
+        pdl.wait_then_release()  # before any read of x or the residual, or any write
     wg_ptrs = w_ptr + rn.to(tl.int64)[:, None] * sw_n + rk[None, :]  # gate (or only) rows
     wu_ptrs = wg_ptrs + N * sw_n  # up rows (SWIGLU)
     writer = pid == 0  # the one program that writes the new residual
@@ -214,7 +232,7 @@ def norm_gemv(
         x, r, norm_weight, w, y, new_res, m, n, k, x.stride(0), r.stride(0), w.stride(0),
         y.stride(0), new_res.stride(0), eps, HAS_RES=residual is not None, SWIGLU=swiglu,
         USE_DOT=config.use_dot, BLOCK_M=max(16, triton.next_power_of_2(m)),
-        BLOCK_N=config.block_n, BLOCK_K=config.block_k, num_warps=config.num_warps,
-        num_stages=config.num_stages,
+        BLOCK_N=config.block_n, BLOCK_K=config.block_k, LINE=line_elems(config, w),
+        num_warps=config.num_warps, num_stages=config.num_stages, **pdl.launch_kwargs(x),
     )  # fmt: skip
     return y, new_res

@@ -14,9 +14,21 @@ pytestmark = [
 ]
 
 
+@pytest.fixture(params=[False, True], ids=["plain", "pdl"])
+def pdl_on(request, monkeypatch):
+    """Launches in plain stream order and with programmatic dependent launch (SGLANG_EXT_PDL)."""
+    from sglang_ext.serving.config import rank_config
+
+    monkeypatch.delenv("SGLANG_EXT_CONFIG", raising=False)
+    monkeypatch.setenv("SGLANG_EXT_PDL", "1" if request.param else "0")
+    rank_config.cache_clear()
+    yield request.param
+    rank_config.cache_clear()
+
+
 @pytest.mark.parametrize("bsz", [1, 8, 32])
 @pytest.mark.parametrize("hq,hk", [(32, 4), (64, 4)])
-def test_graph_replays_match_the_reference(bsz, hq, hk):
+def test_graph_replays_match_the_reference(bsz, hq, hk, pdl_on):
     from sglang_ext.kernels.decode_attention import decode_attention, decode_attention_ref, tickets
     from sglang_ext.kernels.decode_attention_launch import stage1_config
 

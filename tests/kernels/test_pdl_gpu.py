@@ -1,7 +1,8 @@
 """Programmatic dependent launch (``kernels.pdl``) on a CUDA GPU of compute capability 9.0+.
 
 A chain of our PDL kernels, each reading what the one before wrote (gemv -> rmsnorm -> gemv
--> silu_and_mul -> gemv -> fused_add_rmsnorm), eagerly and captured in a CUDA graph that is
+-> silu_and_mul -> gemv -> fused_add_rmsnorm -> norm_gemv with a residual and SwiGLU ->
+gemv), eagerly and captured in a CUDA graph that is
 replayed on new inputs with every intermediate poisoned (NaN) before each replay.  Each stage
 is checked against a float64 computation from the bf16 buffer it actually read: a kernel that
 ran ahead of its producer (a missing or misplaced ``griddepcontrol.wait``) would have read
@@ -15,6 +16,7 @@ from sglang_ext.kernels import pdl
 from sglang_ext.kernels.activation import gated_act
 from sglang_ext.kernels.gemv import gemv
 from sglang_ext.kernels.norm import fused_add_rmsnorm, rmsnorm
+from sglang_ext.kernels.norm_gemv import norm_gemv
 
 pytestmark = [
     pytest.mark.gpu,
@@ -57,7 +59,8 @@ class Chain:
 
         self.w1, self.w2 = rnd(H, D, scale=D**-0.5), rnd(2 * INTER, H, scale=H**-0.5)
         self.w3, self.nw = rnd(D, INTER, scale=INTER**-0.5), rnd(H).abs() + 0.5
-        self.nw2 = rnd(D).abs() + 0.5
+        self.nw2, self.nw4 = rnd(D).abs() + 0.5, rnd(D).abs() + 0.5
+        self.w4, self.w5 = rnd(2 * INTER, D, scale=D**-0.5), rnd(D, INTER, scale=INTER**-0.5)
         self.x, self.res = rnd(m, D), rnd(m, D)
         empty = lambda *s: torch.empty(*s, device="cuda", dtype=torch.bfloat16)  # noqa: E731
         self.y1, self.n1, self.y2 = empty(m, H), empty(m, H), empty(m, 2 * INTER)
@@ -70,9 +73,12 @@ class Chain:
         gated_act(self.y2, self.a, "silu")
         gemv(self.a, self.w3, out=self.y3)
         fused_add_rmsnorm(self.y3, self.res, self.nw2, EPS)  # y3 <- norm(res + y3), in place
+        # y4 = silu(gate) * up of norm(y3 + res) @ w4^T, r4 = y3 + res (new tensors)
+        self.y4, self.r4 = norm_gemv(self.y3, self.res, self.nw4, EPS, self.w4, swiglu=True)
+        self.y5 = gemv(self.y4, self.w5)
 
     def poison(self):
-        for t in (self.y1, self.n1, self.y2, self.a, self.y3):
+        for t in (self.y1, self.n1, self.y2, self.a, self.y3, self.y4, self.r4, self.y5):
             t.fill_(float("nan"))
 
     def check(self, x, res_in):
@@ -94,12 +100,19 @@ class Chain:
         y3 = self.a.double() @ self.w3.double().T
         close(self.res, res_in.double() + y3, "fused_add_rmsnorm residual")
         close(self.y3, norm(self.res.double(), self.nw2), "fused_add_rmsnorm out")
+        close(self.r4, self.y3.double() + self.res.double(), "norm_gemv residual")
+        h = norm(self.r4.double(), self.nw4) @ self.w4.double().T
+        gate, up = h.chunk(2, dim=-1)
+        close(self.y4, torch.nn.functional.silu(gate) * up, "norm_gemv swiglu")
+        close(self.y5, self.y4.double() @ self.w5.double().T, "gemv after norm_gemv")
 
 
 @pytest.mark.parametrize("m", [1, 8])
 def test_chain_matches_float64_eager_and_in_a_graph(m):
     c = Chain(m)
     res0 = c.res.clone()
+    c.run()  # the outputs norm_gemv and the last gemv allocate, to poison
+    c.res.copy_(res0)
     c.poison()
     c.run()
     c.check(c.x, res0)
