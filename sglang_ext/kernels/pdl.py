@@ -24,10 +24,13 @@ where PDL is on for the tensor's device, ``PDL=False`` elsewhere (CPU, the inter
 GPUs before Hopper, a Triton without ``gdc_wait``, or the ranks' typed config's ``pdl`` off:
 ``SGLANG_EXT_PDL`` unset or 0, the default).
 
-Off by default because it did not pay on the H200 (``bench/results/h200/gpu_call29.log``,
-Qwen3-30B-A3B one-expert decode, same run: graph replay 2.15 vs 2.08 ms at batch 1, 3.00 vs
-3.07 ms at batch 32): sglang's attention and cuBLAS launch plainly, so the overlap breaks
-every layer.
+Off by default because it does not pay on the H200 for both presets.  First
+(``bench/results/h200/gpu_call29.log``, Qwen3-30B-A3B one-expert decode, same run: graph replay
+2.15 vs 2.08 ms at batch 1, 3.00 vs 3.07 ms at batch 32) sglang's attention and cuBLAS launched
+plainly and broke the overlap every layer.  With every kernel of the 30B batch-1 layer ours
+(``gpu_call39.log``, same run, off vs on): the 30B graphs took 1.72 / 2.39 / 2.96 ms vs
+1.65 / 2.26 / 2.89 at batch 1 / 8 / 32, but the whole steps, host-bound, did not drop (batch 1:
+2.03 and 2.32 vs 2.12 and 2.26 ms), and the 235B batch-1 graph was slower, 6.74 vs 7.26 ms.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ User-facing variables (read only by :meth:`SingleExpertConfig.from_user_env`):
 - ``SGLANG_EXT_PDL``: ``1`` (same spellings) launches our Triton kernels with programmatic
   dependent launch (``sglang_ext.kernels.pdl``) where the GPU (compute capability 9.0+) and
   Triton support it; ``0`` or unset: plain stream order (the default: on the H200 it did not
-  pay, ``bench/results/h200/gpu_call29.log``).
+  pay, ``bench/results/h200/gpu_call29.log``, ``gpu_call39.log``).
 """
 
 from __future__ import annotations
