@@ -28,7 +28,15 @@ E2E_SCOPE = "tests/e2e"
 STANDIN_INTERPRET_SCOPE = "tests/kernels/stand-in interpreter files"
 STANDIN_INTERPRET_FILES = frozenset(
     f"tests/kernels/test_{name}_interpret.py"
-    for name in ("activation", "decode_attention", "norm", "qk_norm_rope", "rope", "topk")
+    for name in (
+        "activation",
+        "decode_attention",
+        "decode_inputs",
+        "norm",
+        "qk_norm_rope",
+        "rope",
+        "topk",
+    )  # fmt: skip
 )
 MARKERS = {
     "gpu": "needs a CUDA GPU (skipped without one)",

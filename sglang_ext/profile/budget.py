@@ -146,6 +146,8 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
         "fused_norm": rank_config().fused_norm,
         # the one-launch decode attention (patch 0024, SGLANG_EXT_FUSED_ATTENTION)
         "fused_attention": rank_config().fused_attention,
+        # the step's bookkeeping in one launch each (patch 0025, SGLANG_EXT_FUSED_INPUTS)
+        "fused_inputs": rank_config().fused_inputs,
         "rows": [],
     }
     steps = bargs.output_len - 1
@@ -236,6 +238,7 @@ def budget_record(
                 "pdl",
                 "fused_norm",
                 "fused_attention",
+                "fused_inputs",
             )
         },  # fmt: skip
     }

@@ -24,6 +24,10 @@ User-facing variables (read only by :meth:`SingleExpertConfig.from_user_env`):
   + rotary + KV write, its decode attention and the merge of its splits as three kernels;
   ``1`` or unset runs them as one at decode with the Triton backend (patch 0024,
   ``sglang_ext.kernels.decode_attention``).
+- ``SGLANG_EXT_FUSED_INPUTS``: ``0`` (same spellings) keeps sglang's own small tensor ops
+  for a decode step's bookkeeping (the new KV slots, the lengths, the graph's inputs); ``1``
+  or unset runs them as one launch in ``prepare_for_decode`` and one in the graph replay's
+  preparation on CUDA (patch 0025, ``sglang_ext.serving.decode_inputs``).
 - ``SGLANG_EXT_PDL``: ``1`` (same spellings) launches our Triton kernels with programmatic
   dependent launch (``sglang_ext.kernels.pdl``) where the GPU (compute capability 9.0+) and
   Triton support it; ``0`` or unset: plain stream order (the default: on the H200 it did not
@@ -43,6 +47,7 @@ __all__ = [
     "CONFIG_ENV",
     "DP_ROUTING_ENV",
     "FUSED_ATTENTION_ENV",
+    "FUSED_INPUTS_ENV",
     "FUSED_MLP_ENV",
     "FUSED_NORM_ENV",
     "GRAPH_METADATA_ENV",
@@ -54,6 +59,7 @@ __all__ = [
 CONFIG_ENV = "SGLANG_EXT_CONFIG"
 DP_ROUTING_ENV = "SINGLE_EXPERT_DP_ROUTING"
 FUSED_ATTENTION_ENV = "SGLANG_EXT_FUSED_ATTENTION"
+FUSED_INPUTS_ENV = "SGLANG_EXT_FUSED_INPUTS"
 FUSED_MLP_ENV = "SGLANG_EXT_FUSED_MLP"
 FUSED_NORM_ENV = "SGLANG_EXT_FUSED_NORM"
 GRAPH_METADATA_ENV = "SGLANG_EXT_GRAPH_METADATA"
@@ -84,6 +90,10 @@ class SingleExpertConfig:
     fused_attention: bool = True
     """At decode with the Triton attention backend, run the q/k norm, rotary, KV-cache write,
     attention and split merge as one kernel (patch 0024; False: three kernels, as before)."""
+    fused_inputs: bool = True
+    """On CUDA, run a decode step's bookkeeping (``prepare_for_decode``'s KV-slot write and
+    length update, the graph replay's input copies) as one launch each (patch 0025; False:
+    sglang's own small ops)."""
     pdl: bool = False
     """Launch our Triton kernels with programmatic dependent launch where the GPU and Triton
     support it (``sglang_ext.kernels.pdl``; False: plain stream order)."""
@@ -99,7 +109,9 @@ class SingleExpertConfig:
             )
         if self.dp_routing not in DP_ROUTINGS:
             raise ValueError(f"dp_routing={self.dp_routing!r}: use one of {DP_ROUTINGS}")
-        for name in ("fused_attention", "fused_mlp", "fused_norm", "graph_metadata", "pdl"):
+        for name in (
+            "fused_attention", "fused_inputs", "fused_mlp", "fused_norm", "graph_metadata", "pdl"
+        ):  # fmt: skip
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name}={getattr(self, name)!r}: use True or False")
 
@@ -130,10 +142,13 @@ class SingleExpertConfig:
         attention = _switch(env, FUSED_ATTENTION_ENV, "0 (q/k norm + rope, attention and "
                             "merge as three kernels) or 1 (one kernel at decode, the "
                             "default)")  # fmt: skip
+        inputs = _switch(env, FUSED_INPUTS_ENV, "0 (a decode step's bookkeeping as sglang's "
+                         "small ops) or 1 (one launch each on CUDA, the default)")  # fmt: skip
         pdl = _switch(env, PDL_ENV, "0 (plain stream order, the default) or 1 (programmatic "
                       "dependent launch where supported)", default=False)  # fmt: skip
         return cls(mode=mode, dp_routing=routing, fused_mlp=fused, fused_norm=norm,
-                   fused_attention=attention, graph_metadata=in_graph, pdl=pdl)  # fmt: skip
+                   fused_attention=attention, fused_inputs=inputs, graph_metadata=in_graph,
+                   pdl=pdl)  # fmt: skip
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

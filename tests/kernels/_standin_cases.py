@@ -1,4 +1,5 @@
-"""Cases for the stand-in's Triton kernels (norm, rope, q/k norm + rope, activation, topk) vs float64.
+"""Cases for the stand-in's Triton kernels (norm, rope, q/k norm + rope, activation, topk) vs float64,
+and for the decode step's bookkeeping kernels (``decode_inputs``) vs sglang's own integer ops.
 
 Each case builds its inputs on ``device`` in ``dtype``, fills every output with NaN (or
 garbage ids) first, runs the kernel and raises AssertionError on any mismatch with a float64
@@ -312,6 +313,68 @@ def topk_case(dev, dtype, m: int, e: int, k: int):
     _close(w, want_w, torch.float32, "topk weights")
 
 
+def advance_decode_case(dev, bs: int, in_place: bool):
+    """``prepare_for_decode``'s bookkeeping vs sglang's own ops (``decode_inputs_ref``) on
+    copies of the same tensors: every table entry, the lengths, and which tensor holds them."""
+    from sglang_ext.kernels.decode_inputs import advance_decode
+    from sglang_ext.kernels.decode_inputs_ref import advance_decode_ref
+
+    rows, ctx = max(2 * bs, 3), 600
+    g = _gen("advance", bs, in_place)
+    table = torch.randint(-(2**31), 2**31 - 1, (rows, ctx), generator=g, dtype=torch.int32)
+    rpi = torch.randperm(rows, generator=g)[:bs]  # int64, distinct requests
+    seq = torch.randint(1, ctx, (bs,), generator=g)  # int64 lengths before the step
+    loc = torch.randint(0, 2**31 - 1, (bs,), generator=g)  # int64 KV slots
+    want_table, want_seq0 = table.clone(), seq.clone()
+    want = advance_decode_ref(want_table, rpi, want_seq0, loc, in_place=in_place)
+    t, r, s, lo = (x.to(dev) for x in (table, rpi, seq, loc))
+    got = advance_decode(t, r, s, lo, in_place=in_place)
+    assert (got is s) == in_place, "in_place must return seq_lens itself, else a new tensor"
+    assert got.dtype == seq.dtype and torch.equal(got.cpu(), want), "new lengths"
+    if not in_place:
+        assert torch.equal(s.cpu(), seq), "seq_lens changed although not in place"
+    assert torch.equal(t.cpu(), want_table), "req_to_token differs from sglang's index_put"
+
+
+def advance_decode_hand_case(dev):
+    """Two requests in a 3 x 4 table, by hand: request 2 at length 1, request 0 at 3."""
+    from sglang_ext.kernels.decode_inputs import advance_decode
+
+    t = torch.full((3, 4), -1, dtype=torch.int32, device=dev)
+    seq = torch.tensor([1, 3], device=dev)
+    new = advance_decode(t, torch.tensor([2, 0], device=dev), seq,
+                         torch.tensor([70, 2**31 - 2], device=dev), in_place=False)  # fmt: skip
+    assert new.tolist() == [2, 4] and seq.tolist() == [1, 3]
+    assert t.tolist() == [[-1, -1, -1, 2**31 - 2], [-1] * 4, [-1, 70, -1, -1]], t.tolist()
+
+
+def graph_inputs_case(dev, raw_bs: int, bs: int):
+    """``replay_prepare``'s padding and copies vs sglang's own ops on copies of the same
+    buffers (sglang's dtypes: int64 ids, int32 pool rows and lengths, int64 slots and
+    positions), garbage in every buffer first; rows past ``bs`` must stay untouched."""
+    from sglang_ext.kernels.decode_inputs import copy_graph_inputs
+    from sglang_ext.kernels.decode_inputs_ref import copy_graph_inputs_ref
+
+    max_bs = 512
+    g = _gen("graphinputs", raw_bs, bs)
+    dtypes = (torch.int64, torch.int32, torch.int32, torch.int64, torch.int64)
+    dst = tuple(torch.randint(-99, 99, (max_bs,), generator=g).to(d) for d in dtypes)
+    src = (torch.randint(0, 151_000, (raw_bs,), generator=g),
+           torch.randint(0, 4096, (raw_bs,), generator=g),
+           torch.randint(1, 40_000, (raw_bs,), generator=g),
+           torch.randint(0, 2**40, (raw_bs,), generator=g),
+           torch.randint(0, 40_000, (raw_bs,), generator=g))  # fmt: skip
+    want = tuple(d.clone() for d in dst)
+    copy_graph_inputs_ref(want, src, bs)
+    got = tuple(d.to(dev) for d in dst)
+    copy_graph_inputs(got, tuple(x.to(dev) for x in src), bs)
+    names = ("input_ids", "req_pool_indices", "seq_lens", "out_cache_loc", "positions")
+    for name, gt, w, before in zip(names, got, want, dst, strict=True):
+        assert gt.dtype == before.dtype, f"{name}: dtype changed"
+        assert torch.equal(gt.cpu()[:bs], w[:bs]), f"{name}: rows < bs differ from sglang's"
+        assert torch.equal(gt.cpu()[bs:], before[bs:]), f"{name}: rows >= bs were written"
+
+
 def cases(dtypes: tuple[torch.dtype, ...], full: bool) -> dict[str, Callable]:
     """{case id: fn(device)}; ``full`` adds the larger shapes (for the GPU)."""
     out: dict[str, Callable] = {}
@@ -386,6 +449,15 @@ def cases(dtypes: tuple[torch.dtype, ...], full: bool) -> dict[str, Callable]:
         lens, hk, grp, hd, sp, bn = attn[1]
         out[f"decodeattn-{n}-ref"] = lambda dev, a=(dt, lens, hk, grp, hd, sp, bn): (
             decode_attention_case(dev, *a, ref=True)
+        )
+    for bs, in_place in itertools.product((0, 1, 7, 300), (True, False)):
+        out[f"decodeinputs-advance-b{bs}-inplace{int(in_place)}"] = lambda dev, a=(bs, in_place): (
+            advance_decode_case(dev, *a)
+        )
+    out["decodeinputs-advance-by-hand"] = advance_decode_hand_case
+    for raw_bs, bs in [(1, 1), (3, 4), (7, 8), (160, 160), (200, 256), (257, 320)]:
+        out[f"decodeinputs-graph-raw{raw_bs}-bs{bs}"] = lambda dev, a=(raw_bs, bs): (
+            graph_inputs_case(dev, *a)
         )
     for m, e, k in [(1, 1, 1), (1, 8, 2), (7, 60, 4), (33, 128, 8)] + (
         [(4096, 128, 8), (257, 512, 8)] if full else []

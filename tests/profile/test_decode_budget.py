@@ -93,7 +93,7 @@ def test_record_from_hand_made_rows(tmp_path):
              "triton_attention_num_kv_splits": 8, "triton_attention_static_kv_splits": True,
              "standin_impl": "triton", "kernel_tables": ["decode_attention"],
              "graph_metadata": False, "pdl": True, "fused_norm": False,
-             "fused_attention": False}  # fmt: skip
+             "fused_attention": False, "fused_inputs": False}  # fmt: skip
     row = {"batch_size": 2, "decode_s": [0.004, 0.002, 0.003, 0.010], "prefill_s": 0.05,
            "stats": decode_kernel_stats(EVENTS), "top_kernels": [], "trace": str(trace),
            "graph_replay_s": [0.001, 0.0025, 0.002]}  # fmt: skip
@@ -107,6 +107,7 @@ def test_record_from_hand_made_rows(tmp_path):
     assert rec["config"]["pdl"] is True  # the facts' value, not the CPU's (off)
     assert rec["config"]["fused_norm"] is False  # the facts' value, not the default (on)
     assert rec["config"]["fused_attention"] is False  # likewise
+    assert rec["config"]["fused_inputs"] is False  # likewise
     m = rec["metrics"]
     # 4 decode steps: step i attends 512 (prompt) + 1 (prefill token) + i + 1 tokens;
     # mean context = 513 + 1.5 + 1 = 515.5; KV = 2 * 2 * 4 * 128 * 2 * 2 * 515.5 = 4,222,976 B

@@ -15,7 +15,7 @@ from sglang_ext.serving.config import CONFIG_ENV, SingleExpertConfig, rank_confi
 def _fresh_rank_config(monkeypatch):
     for name in (CONFIG_ENV, "SINGLE_EXPERT_MODE", cfg.DP_ROUTING_ENV, cfg.FUSED_MLP_ENV,
                  cfg.GRAPH_METADATA_ENV, cfg.PDL_ENV, cfg.FUSED_NORM_ENV,
-                 cfg.FUSED_ATTENTION_ENV):  # fmt: skip
+                 cfg.FUSED_ATTENTION_ENV, cfg.FUSED_INPUTS_ENV):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     rank_config.cache_clear()
     yield
@@ -46,6 +46,7 @@ def test_user_variables(environ, flag, expected):
     assert c.graph_metadata is True and c.pdl is False  # unset: metadata on, PDL off
     assert c.fused_norm is True  # unset: the norms inside the linears (patch 0023)
     assert c.fused_attention is True  # unset: the one-launch decode attention (patch 0024)
+    assert c.fused_inputs is True  # unset: one launch each for the step's bookkeeping (0025)
 
 
 @pytest.mark.parametrize("raw, on", [("0", False), (" OFF", False), ("yes", True), ("", True)])
@@ -63,6 +64,17 @@ def test_fused_norm_switch(raw, on):
 def test_fused_attention_switch(raw, on):
     c = SingleExpertConfig.from_user_env({"SGLANG_EXT_FUSED_ATTENTION": raw})
     assert c.fused_attention is on and c.fused_norm is True and c.pdl is False
+
+
+@pytest.mark.parametrize("raw, on", [("0", False), ("NO", False), ("yes", True), ("", True)])
+def test_fused_inputs_switch(raw, on):
+    c = SingleExpertConfig.from_user_env({"SGLANG_EXT_FUSED_INPUTS": raw})
+    assert c.fused_inputs is on and c.fused_attention is True and c.pdl is False
+
+
+def test_a_bad_fused_inputs_value_names_the_variable():
+    with pytest.raises(ValueError, match="SGLANG_EXT_FUSED_INPUTS='2'"):
+        SingleExpertConfig.from_user_env({"SGLANG_EXT_FUSED_INPUTS": "2"})
 
 
 @pytest.mark.parametrize("raw, on", [("0", False), ("False", False), ("on", True), ("", False)])
@@ -120,6 +132,7 @@ def test_export_is_json_and_wins_over_user_variables():
         "mode": "dp",
         "dp_routing": "round_robin",
         "fused_attention": True,
+        "fused_inputs": True,
         "fused_mlp": False,
         "fused_norm": True,
         "graph_metadata": True,
@@ -147,6 +160,7 @@ def test_a_spawned_rank_reads_what_the_launcher_exported(monkeypatch):
         "mode": "dp",
         "dp_routing": "round_robin",
         "fused_attention": True,
+        "fused_inputs": True,
         "fused_mlp": False,
         "fused_norm": True,
         "graph_metadata": True,
