@@ -31,10 +31,10 @@ _RUNNER_BUFFERS = "_sglang_ext_graph_inputs"
 
 
 def _pool_applies(pool: Any) -> bool:
-    from sglang.srt.mem_cache.memory_pool import ReqToTokenPool
-
     ok = pool.__dict__.get(_POOL_OK)
     if ok is None:
+        from sglang.srt.mem_cache.memory_pool import ReqToTokenPool
+
         ok = type(pool).write is ReqToTokenPool.write
         try:
             decode_inputs.check_table(pool.req_to_token)
