@@ -37,6 +37,7 @@ import triton.language as tl
 from . import pdl
 from .decode_attention_ref import decode_attention_ref
 from .qk_norm_rope import norm_rotate
+from .tickets import counters
 
 __all__ = ["MIN_BLOCK_KV", "check_launch", "decode_attention", "decode_attention_ref", "tickets"]
 
@@ -190,20 +191,11 @@ def _decode_attention_kernel(
         tl.store(op, (out / tl.sum(w, 1)[:, None]).to(o_ptr.dtype.element_ty), mask=hd_mask)
 
 
-_TICKETS: dict[torch.device, torch.Tensor] = {}
-
-
 def tickets(device: torch.device, n: int) -> torch.Tensor | None:
-    """The zeroed int32 counters of ``n`` (sequence, KV head) pairs on ``device``, kept
-    between launches (each launch leaves them 0).  None when more are needed while a CUDA
-    graph is being captured, where no new buffer can be zeroed outside the graph."""
-    t = _TICKETS.get(device)
-    if t is None or t.numel() < n:
-        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-            return None
-        t = _TICKETS[device] = torch.zeros(max(4096, triton.next_power_of_2(n)),
-                                           dtype=torch.int32, device=device)  # fmt: skip
-    return t
+    """The zeroed int32 counters of ``n`` (sequence, KV head) pairs on ``device``
+    (``kernels.tickets.counters``); None while a CUDA graph is being captured and the
+    buffer would have to grow."""
+    return counters(device, n, "decode_attention")
 
 
 def _rows(x: torch.Tensor, n_tok: int, width: int, name: str) -> torch.Tensor:

@@ -17,16 +17,21 @@ at M=1: 7.1 + 1.8 us against a 3.9 us weight-read floor).  Here one launch does 
   a float32 [BLOCK_N, BLOCK_K] tile and reduced over K once after the loop (no cross-lane
   reduction inside it); no padded MMA work.  Which path wins at M == 1 is the bench's call
   (``bench/bench_gemv.py``).
-* No split over K: no workspace, no atomics, no second launch, and each output's sum over K
-  runs in one fixed order (deterministic).  The grid is ``cdiv(N, BLOCK_N)`` programs, so
-  the block sizes must give the GPU enough of them: :func:`default_config`.
+* Without a split over K (``split_k`` 1): no workspace, no atomics, and each output's sum
+  over K runs in one fixed order (deterministic).  The grid is ``cdiv(N, BLOCK_N)``
+  programs, so the block sizes must give the GPU enough of them: :func:`default_config`.
+  At M > 1 the tensor-core tiles need 16 rows, which leaves a 2048-row weight 128 programs
+  for 132 SMs; ``split_k`` S gives each S programs, one per K range, that store float32
+  partial tiles in a workspace and take a ticket (``kernels.tickets``, reset by the last
+  to arrive); the last program sums the S partials in split order (still deterministic) and
+  stores y: still one launch, no reduce kernel.
 * With programmatic dependent launch (``kernels.pdl``, Hopper+), a program first asks L2
   for its whole weight slice (``prefetch.global.L2``, one per 128-byte line; the weight is
   no kernel's output) and only then waits for the kernel before it: the weight read
   overlaps that kernel's tail and this launch.
 * K and N need not be multiples of the blocks (masked); K must be a multiple of 8 (16-byte
-  rows for 16-bit types).  No host syncs and no allocation but ``out`` when it is not given:
-  capturable in a CUDA graph.
+  rows for 16-bit types).  No host syncs and no allocation but ``out`` when it is not given
+  and the split's workspace: capturable in a CUDA graph.
 
 The plain-torch reference is ``gemv_ref``; above ``MAX_M`` tokens use ``F.linear``.
 
@@ -49,6 +54,7 @@ import triton.language as tl
 from triton.runtime import JITFunction
 
 from . import pdl
+from .tickets import counters
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -63,6 +69,7 @@ __all__ = [
 ]
 
 MAX_M = 32  # tokens per call; beyond this the weight is no longer the whole cost
+MAX_SPLIT_K = 16  # K splits per launch (each a float32 partial tile in the workspace)
 _DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 _SMS = 132  # H100 / H200 SXM: the heuristic sizes the grid for this many SMs
 _STAGE_ELEMS = 16384  # weight + token tile of one pipeline stage: 32 KiB of 16-bit elements
@@ -89,12 +96,33 @@ def prefetch_rows_l2(w_ptr, rn, N, K, sw_n, BLOCK_K: tl.constexpr, LINE: tl.cons
             _prefetch_l2(w_rows + tl.minimum(k0 + rl, K - 1)[None, :])
 
 
+@triton.jit
+def reduce_splits(part, offs, ws_ptr, ticket_ptr, tile, split, TILE: tl.constexpr,
+                  SPLIT_K: tl.constexpr):  # fmt: skip
+    """Split-K, in the launch: store this program's float32 partial ``part`` (``offs``: its
+    elements' places in a tile of ``TILE``) in the workspace, take a ticket of ``tile``, and
+    if it is the last of the ``SPLIT_K`` to arrive, reset the ticket and return the sum of
+    all the partials in split order (deterministic) with True; else zeros and False."""
+    base = ws_ptr + tile.to(tl.int64) * (SPLIT_K * TILE)
+    tl.store(base + split * TILE + offs, part)
+    tl.debug_barrier()  # every thread's partial stored before the ticket
+    last = tl.atomic_add(ticket_ptr + tile, 1, sem="acq_rel") == SPLIT_K - 1
+    total = tl.zeros(part.shape, dtype=tl.float32)
+    if last:
+        tl.atomic_xchg(ticket_ptr + tile, 0)  # ready for the next launch
+        for s in tl.static_range(SPLIT_K):
+            total += tl.load(base + s * TILE + offs, cache_modifier=".cg")
+    return total, last
+
+
 @triton.jit(do_not_specialize=["M"])  # one compile for every M of a BLOCK_M
 def _gemv_kernel(
     x_ptr,
     w_ptr,
     b_ptr,
     y_ptr,
+    ws_ptr,
+    ticket_ptr,
     M,
     N,
     K,
@@ -106,48 +134,66 @@ def _gemv_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    SPLIT_K: tl.constexpr,
     PDL: tl.constexpr,
     LINE: tl.constexpr,
 ):
-    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N] rows of w
+    tile = tl.program_id(0)
+    split = tl.program_id(1)
+    rn = tile * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N] rows of w
     rk = tl.arange(0, BLOCK_K)
     nmask = rn < N
+    # this program's K range: whole BLOCK_K steps (all of K without a split)
+    k_per = tl.cdiv(tl.cdiv(K, SPLIT_K), BLOCK_K) * BLOCK_K
+    k_lo = split * k_per
+    k_hi = tl.minimum(K, k_lo + k_per)
     if PDL:  # the weight is no kernel's output: stream it into L2 while the previous runs
-        prefetch_rows_l2(w_ptr, rn, N, K, sw_n, BLOCK_K, LINE)
+        prefetch_rows_l2(w_ptr + k_lo, rn, N, k_hi - k_lo, sw_n, BLOCK_K, LINE)
         pdl.wait_then_release()  # before any read of x or write of y
-    w_ptrs = w_ptr + rn.to(tl.int64)[:, None] * sw_n + rk[None, :]  # [BLOCK_N, BLOCK_K]
+    w_ptrs = w_ptr + rn.to(tl.int64)[:, None] * sw_n + (k_lo + rk)[None, :]  # [BLOCK_N, BLOCK_K]
     if HAS_BIAS:
         bias = tl.load(b_ptr + rn, mask=nmask, other=0.0).to(tl.float32)
     if USE_DOT:
         rm = tl.arange(0, BLOCK_M)
         mmask = rm < M
-        x_ptrs = x_ptr + rm[None, :] * sx_m + rk[:, None]  # x^T tile [BLOCK_K, BLOCK_M]
+        x_ptrs = x_ptr + rm[None, :] * sx_m + (k_lo + rk)[:, None]  # x^T tile [BLOCK_K, BLOCK_M]
         acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            kmask = rk < K - k0
+        for k0 in range(k_lo, k_hi, BLOCK_K):
+            kmask = rk < k_hi - k0
             w = tl.load(w_ptrs, mask=nmask[:, None] & kmask[None, :], other=0.0)
             xt = tl.load(x_ptrs, mask=kmask[:, None] & mmask[None, :], other=0.0)
             acc = tl.dot(w, xt, acc, input_precision="ieee")  # float32 inputs: no TF32
             w_ptrs += BLOCK_K
             x_ptrs += BLOCK_K
+        ymask = nmask[:, None] & mmask[None, :]
+        if SPLIT_K > 1:  # the last split's program stores the sum
+            offs = tl.arange(0, BLOCK_N)[:, None] * BLOCK_M + rm[None, :]
+            acc, last = reduce_splits(acc, offs, ws_ptr, ticket_ptr, tile, split,
+                                      BLOCK_N * BLOCK_M, SPLIT_K)  # fmt: skip
+            ymask = ymask & last
         if HAS_BIAS:
             acc += bias[:, None]
         y_ptrs = y_ptr + rm[None, :] * sy_m + rn[:, None]  # y^T tile [BLOCK_N, BLOCK_M]
-        tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=nmask[:, None] & mmask[None, :])
+        tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=ymask)
     else:
-        x_ptrs = x_ptr + rk
+        x_ptrs = x_ptr + k_lo + rk
         acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
-            kmask = rk < K - k0
+        for k0 in range(k_lo, k_hi, BLOCK_K):
+            kmask = rk < k_hi - k0
             w = tl.load(w_ptrs, mask=nmask[:, None] & kmask[None, :], other=0.0)
             x = tl.load(x_ptrs, mask=kmask, other=0.0)
             acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
             w_ptrs += BLOCK_K
             x_ptrs += BLOCK_K
         y = tl.sum(acc, axis=1)
+        ymask = nmask
+        if SPLIT_K > 1:
+            y, last = reduce_splits(y, tl.arange(0, BLOCK_N), ws_ptr, ticket_ptr, tile, split,
+                                    BLOCK_N, SPLIT_K)  # fmt: skip
+            ymask = ymask & last
         if HAS_BIAS:
             y += bias
-        tl.store(y_ptr + rn, y.to(y_ptr.dtype.element_ty), mask=nmask)
+        tl.store(y_ptr + rn, y.to(y_ptr.dtype.element_ty), mask=ymask)
 
 
 _COMPILED = isinstance(_gemv_kernel, JITFunction)  # False under TRITON_INTERPRET=1 (CPU)
@@ -171,6 +217,10 @@ class GemvConfig:
     """Software-pipeline depth (>= 1)."""
     use_dot: bool = True
     """Tensor-core ``tl.dot`` (any M) or CUDA-core products (M == 1 only)."""
+    split_k: int = 1
+    """Programs per ``block_n`` rows, each over one K range (whole ``block_k`` steps); the
+    last of them to finish sums their float32 partials in split order (``reduce_splits``).
+    1: no split."""
 
     def __post_init__(self) -> None:
         if not _pow2(self.block_n) or (self.use_dot and self.block_n < 16):
@@ -182,23 +232,27 @@ class GemvConfig:
             raise ValueError(f"num_warps={self.num_warps}: a power of two, 1..16")
         if self.num_stages < 1:
             raise ValueError(f"num_stages={self.num_stages}: >= 1")
+        if not 1 <= self.split_k <= MAX_SPLIT_K:
+            raise ValueError(f"split_k={self.split_k}: 1..{MAX_SPLIT_K}")
 
     @property
     def name(self) -> str:
         n, k, w, s = self.block_n, self.block_k, self.num_warps, self.num_stages
-        return f"n{n}k{k}w{w}s{s}d{int(self.use_dot)}"
+        split = f"p{self.split_k}" if self.split_k > 1 else ""
+        return f"n{n}k{k}w{w}s{s}d{int(self.use_dot)}{split}"
 
     @classmethod
     def parse(cls, text: str) -> GemvConfig:
-        """'n64k256w4s3d1' -> GemvConfig(64, 256, 4, 3, True); a clear error otherwise."""
-        m = re.fullmatch(r"n(\d+)k(\d+)w(\d+)s(\d+)d([01])", text)
+        """'n64k256w4s3d1' -> GemvConfig(64, 256, 4, 3, True); 'n16k256w4s3d1p4' the same
+        split over K in 4; a clear error otherwise."""
+        m = re.fullmatch(r"n(\d+)k(\d+)w(\d+)s(\d+)d([01])(?:p(\d+))?", text)
         if not m:
             raise ValueError(
                 f"gemv config {text!r}: write n<BLOCK_N>k<BLOCK_K>w<num_warps>s<num_stages>"
-                f"d<use_dot 0|1>, e.g. n16k512w4s3d1"
+                f"d<use_dot 0|1>[p<split_k>], e.g. n16k512w4s3d1 or n16k256w4s3d1p4"
             )
-        n, k, w, s, d = (int(g) for g in m.groups())
-        return cls(n, k, w, s, bool(d))
+        n, k, w, s, d = (int(g) for g in m.groups()[:5])
+        return cls(n, k, w, s, bool(d), int(m.group(6) or 1))
 
 
 def default_config(m: int, n: int, k: int) -> GemvConfig:
@@ -314,12 +368,21 @@ def gemv(
         out = torch.empty(m, n, dtype=x.dtype, device=x.device)
     if m == 0 or n == 0:
         return out
-    _gemv_kernel[(triton.cdiv(n, config.block_n),)](
-        x, w, bias if bias is not None else w, out, m, n, k, x.stride(0), w.stride(0),
-        out.stride(0), HAS_BIAS=bias is not None, USE_DOT=config.use_dot,
-        BLOCK_M=max(16, triton.next_power_of_2(m)), BLOCK_N=config.block_n,
-        BLOCK_K=config.block_k, LINE=line_elems(config, w), num_warps=config.num_warps,
-        num_stages=config.num_stages, **pdl.launch_kwargs(x),
+    tiles, block_m = triton.cdiv(n, config.block_n), max(16, triton.next_power_of_2(m))
+    split = min(config.split_k, triton.cdiv(k, config.block_k))  # no program without K
+    ticket = counters(x.device, tiles, "gemv") if split > 1 else None
+    if ticket is None:  # no split, or a graph capture before the first split launch
+        split, ticket = 1, out
+    ws = out  # split > 1: one float32 partial tile per program
+    if split > 1:
+        tile_elems = config.block_n * (block_m if config.use_dot else 1)
+        ws = torch.empty(tiles * split * tile_elems, dtype=torch.float32, device=x.device)
+    _gemv_kernel[(tiles, split)](
+        x, w, bias if bias is not None else w, out, ws, ticket, m, n, k, x.stride(0),
+        w.stride(0), out.stride(0), HAS_BIAS=bias is not None, USE_DOT=config.use_dot,
+        BLOCK_M=block_m, BLOCK_N=config.block_n, BLOCK_K=config.block_k, SPLIT_K=split,
+        LINE=line_elems(config, w), num_warps=config.num_warps, num_stages=config.num_stages,
+        **pdl.launch_kwargs(x),
     )  # fmt: skip
     return out
 

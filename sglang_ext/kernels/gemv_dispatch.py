@@ -201,9 +201,13 @@ def write_table(
     *,
     triton_version: str | None = None,
     notes: Mapping[str, Any] | None = None,
+    keep_unmeasured: bool = False,
 ) -> None:
-    """Merge ``shapes`` (key -> buckets) into the table at ``path`` (other keys kept)."""
+    """Merge ``shapes`` (key -> buckets) into the table at ``path`` (other keys kept); a
+    key's old buckets go, unless ``keep_unmeasured``: then only those at an ``m_max``
+    measured now are replaced."""
     rows = {k: [b.to_dict() for b in v] for k, v in shapes.items()}
-    merge_table(path, device_name, rows, _parse, triton_version=triton_version, notes=notes)
+    merge_table(path, device_name, rows, _parse, triton_version=triton_version, notes=notes,
+                merge_by="m_max" if keep_unmeasured else None)  # fmt: skip
     load_table.cache_clear()
     _cuda_config.cache_clear()

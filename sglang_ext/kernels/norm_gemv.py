@@ -175,10 +175,10 @@ def worth_fusing(config: GemvConfig, swiglu: bool) -> bool:
 def fused_launch(x: torch.Tensor, w: torch.Tensor, *, swiglu: bool = False) -> GemvConfig | None:
     """The launch of ``norm_gemv(x, ..., w, swiglu=swiglu)``: the gemv table's launch for w
     (``gemv_dispatch.launch_for``), per output pair with ``swiglu`` (:func:`swiglu_config`);
-    None where the table keeps cuBLAS or the launch is too narrow to pay
-    (:func:`worth_fusing`): then the caller runs the norm and the linear apart."""
+    None where the table keeps cuBLAS, splits K (this kernel does not) or the launch is too
+    narrow to pay (:func:`worth_fusing`): then the caller runs the norm and the linear apart."""
     config = launch_for(x, w)
-    if config is None:
+    if config is None or config.split_k > 1:  # every program needs the whole row's rms
         return None
     if swiglu:
         config = swiglu_config(config)
@@ -190,6 +190,9 @@ def _check(x, residual, norm_weight, w, swiglu, config) -> None:
     named = [("norm_weight", norm_weight)] + ([("residual", residual)] if residual is not None
                                               else [])  # fmt: skip
     check_operands("norm_gemv", x, w, named, config, use="the norm and F.linear")
+    if config is not None and config.split_k > 1:
+        raise ValueError(f"norm_gemv: config {config.name} splits K; the norm needs whole "
+                         "rows per program: pass it without the split (p<S>)")  # fmt: skip
     (m, k), n = x.shape, w.shape[0]
     if norm_weight.shape != (k,) or norm_weight.stride(0) != 1:
         raise ValueError(f"norm_gemv: norm_weight must be a contiguous [{k}]")

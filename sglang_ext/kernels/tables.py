@@ -76,9 +76,13 @@ def merge_table(
     *,
     triton_version: str | None = None,
     notes: Mapping[str, Any] | None = None,
+    merge_by: str | None = None,
 ) -> None:
     """Merge ``shapes`` (key -> bucket rows) into the table at ``path``, other keys kept.
 
+    A key's old rows go, unless ``merge_by`` names a row field (e.g. ``m_max``): then only
+    the old rows with a value of it among the new rows' are replaced, the others kept (a
+    re-measurement of some token counts leaves the rest), all sorted by it.
     Refuses a table of another device and anything ``parse`` refuses, before writing; the
     file is replaced atomically (a killed writer leaves the old table or the new one)."""
     if not shapes:
@@ -92,7 +96,12 @@ def merge_table(
         raise ValueError(f"{path} is the table of {raw['device_name']!r}, not {device_name!r}")
     raw.update({"device_name": device_name, "triton": triton_version, **(notes or {})})
     table = raw.setdefault("shapes", {})
-    table.update({k: [dict(b) for b in v] for k, v in shapes.items()})
+    for k, rows in shapes.items():
+        rows = [dict(b) for b in rows]
+        if merge_by is not None:
+            by = {r[merge_by]: r for r in table.get(k, [])} | {r[merge_by]: r for r in rows}
+            rows = [by[v] for v in sorted(by)]
+        table[k] = rows
     raw["shapes"] = dict(sorted(table.items()))
     parse(path, raw)  # never write what the loader would refuse
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -43,6 +43,10 @@ MS = [1, 3, 8, 16, 17, 32]
 # divide N=48 or 100; no BLOCK_K >= 16 divides K=264 or 1032, and 128 exceeds K=64
 DOT_CONFIGS = ["n16k64w4s2d1", "n32k128w4s3d1", "n64k32w2s2d1", "default", "n16k256w4s3d1"]
 M1_CONFIGS = ["n8k32w2s2d0", "n64k128w4s1d0", "n16k512w4s2d0"]  # CUDA-core: M == 1 only
+# split over K (p<S>): K ranges that do not divide K (3 of 264 or 1032), more splits than
+# K steps (16 of 64 at BLOCK_K 64: clamped to 1; of 264: 5), both paths
+SPLIT_CONFIGS = ["n16k64w4s2d1p4", "n32k128w4s3d1p3", "n16k64w4s1d1p16"]
+M1_SPLIT_CONFIGS = ["n8k128w2s2d0p4", "n16k32w4s1d0p2"]
 
 
 def case_ids() -> list[str]:
@@ -52,6 +56,12 @@ def case_ids() -> list[str]:
     for dtype in TOL:
         combos = [(m, nk, None) for m in MS for nk in SHAPES]
         combos += [(1, nk, cfg) for nk in SHAPES for cfg in M1_CONFIGS]
+        combos += [
+            (m, nk, SPLIT_CONFIGS[(i + j) % 3])
+            for i, m in enumerate((3, 17, 32))
+            for j, nk in enumerate(SHAPES)
+        ]
+        combos += [(1, nk, cfg) for nk in SHAPES[1:] for cfg in M1_SPLIT_CONFIGS]  # fmt: skip
         for i, (m, (n, k), cfg) in enumerate(combos):
             cfg = cfg or DOT_CONFIGS[i % len(DOT_CONFIGS)]
             bias = "bias" if i % 2 else "nobias"
@@ -112,6 +122,16 @@ def _kernel_case(cid: str, seed: int) -> str | None:
         return f"{int(out.isnan().sum())} of {out.numel()} outputs not written (NaN)"
     if not ob[:, n:].isnan().all():
         return "wrote past column N of a row"
+    if cfg is not None and cfg.split_k > 1:  # the tickets are reset: a second launch agrees
+        from sglang_ext.kernels.tickets import counters
+
+        if counters(x.device, 1, "gemv").any():
+            return "a K split's ticket was left non-zero"
+        first = out.clone()
+        out.fill_(nan)
+        gemv(x, w, b, out=out, config=cfg)
+        if not torch.equal(out, first):
+            return "a second launch gave other outputs (not deterministic, or a stale ticket)"
     err = ((out.double() - ref).abs().max() / ref.abs().max()).item()
     return None if err <= TOL[dtype_name] else f"max rel error {err:.2e} > {TOL[dtype_name]}"
 

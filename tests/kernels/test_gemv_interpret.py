@@ -64,6 +64,13 @@ def test_cpu_tensors_need_the_interpreter():
 def test_config_names_and_validation():
     assert GemvConfig.parse("n64k256w4s3d1") == GemvConfig(64, 256, 4, 3, True)
     assert GemvConfig(8, 32, 2, 1, use_dot=False).name == "n8k32w2s1d0"
+    assert GemvConfig.parse("n16k256w4s3d1p4") == GemvConfig(16, 256, 4, 3, True, 4)
+    assert GemvConfig(16, 256, split_k=4).name == "n16k256w4s3d1p4"
+    assert GemvConfig.parse("n16k256w4s3d1p1").name == "n16k256w4s3d1"  # p1: no split
+    with pytest.raises(ValueError, match="split_k=17: 1..16"):
+        GemvConfig.parse("n16k256w4s3d1p17")
+    with pytest.raises(ValueError, match="split_k=0"):
+        GemvConfig(16, 256, split_k=0)
     with pytest.raises(ValueError, match="n<BLOCK_N>k<BLOCK_K>w<num_warps>s<num_stages>d"):
         GemvConfig.parse("n64k256w4s3")
     with pytest.raises(ValueError, match="block_n=48: a power of two >= 16"):

@@ -65,6 +65,8 @@ def _t(*shape, dtype=torch.float32):
         ((_t(2, 12), None, _t(12), 1e-6, _t(48, 12)), {}, "K=12 must be a multiple of 8"),
         ((_t(3, 64), None, _t(64), 1e-6, _t(48, 64)), {"config": GemvConfig(4, 64, use_dot=False)},
          r"\(use_dot=0\) needs M == 1, got M=3"),
+        ((_t(2, 64), None, _t(64), 1e-6, _t(48, 64)), {"config": GemvConfig(16, 64, split_k=2)},
+         r"n16k64w4s3d1p2 splits K; the norm needs whole rows"),
     ],
 )  # fmt: skip
 def test_refusals_before_any_launch(args, kwargs, message):
@@ -100,6 +102,7 @@ def test_worth_fusing_takes_the_measured_sides():
         ("n4k2048w4s2d0", True, "n2k2048w4s2d0"),  # 30B gate/up: 2 outputs = 4 rows
         ("n2k4096w4s2d0", False, None),  # 235B qkv: 2 rows
         ("n2k4096w4s2d0", True, None),  # 235B gate/up: 1 output = 2 rows
+        ("n4k2048w4s2d0p2", False, None),  # a K split: the norm needs whole rows
     ],
 )
 def test_fused_launch_from_the_table(monkeypatch, table, swiglu, want):

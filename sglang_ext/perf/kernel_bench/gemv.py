@@ -104,6 +104,11 @@ class GemvBenchArgs:
             "n4k4096w8s1d0", "n4k4096w8s2d0", "n4k8192w16s1d0", "n8k1024w4s2d0",
             "n8k1024w4s3d0", "n8k2048w8s1d0", "n8k2048w8s2d0", "n8k4096w16s1d0",
             "n16k1024w8s2d0", "n16k2048w16s1d0", "n16k512w8s3d0", "n32k512w16s2d0",
+            # split over K: 16-row tensor-core tiles with enough programs for 132 SMs at
+            # M > 1 (a 2048-row weight has 128 tiles)
+            "n16k256w4s3d1p2", "n16k256w4s3d1p4", "n16k128w4s4d1p4", "n16k128w4s4d1p8",
+            "n16k512w4s2d1p2", "n16k512w4s2d1p4", "n16k256w2s3d1p4", "n32k128w4s4d1p2",
+            "n32k128w4s4d1p4", "n16k64w4s4d1p8",
         ]
     )  # fmt: skip
     """Kernel launches, n<BLOCK_N>k<BLOCK_K>w<warps>s<stages>d<use_dot>; d0 ones run at M=1
@@ -115,6 +120,9 @@ class GemvBenchArgs:
     write_table: bool = False
     """Write this run's choice per (shape, M) into the device's gemv table (serving's
     linears read it; ``sglang_ext.kernels.gemv_dispatch``)."""
+    keep_unmeasured: bool = False
+    """With --write-table: keep the table's buckets at the M this run did not measure (a
+    re-measurement of some batch sizes)."""
     table_from: str = ""
     """Write the table from these records (one run's) instead, without a GPU (for the GPU
     and Triton version the records name)."""
@@ -257,13 +265,15 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     if args.write_table:
-        write_gemv_table(records, out)
+        write_gemv_table(records, out, keep_unmeasured=args.keep_unmeasured)
     return 0
 
 
-def write_gemv_table(records: list[dict], source: str) -> None:
+def write_gemv_table(records: list[dict], source: str, *, keep_unmeasured: bool = False) -> None:
     """The gemv table from one run's records (for the GPU and Triton version the records
-    name), and a summary."""
+    name), and a summary; ``keep_unmeasured``: the table's buckets at other M stay."""
+    import json
+
     from sglang_ext.kernels import gemv_dispatch as gd
     from sglang_ext.perf.records import one_run
 
@@ -271,7 +281,12 @@ def write_gemv_table(records: list[dict], source: str) -> None:
     shapes = gd.choose_buckets(records)
     path = gd.table_file(device, triton_version=triton_version)
     notes = {"source": f"{source} (sglang-ext {sha})"}
-    gd.write_table(path, device, shapes, triton_version=triton_version, notes=notes)
+    if keep_unmeasured and path.is_file():
+        ms = sorted({r["config"]["m"] for r in records})
+        old = json.loads(path.read_text()).get("source", "?")
+        notes["source"] += f", M {ms}; the other M from: {old}"
+    gd.write_table(path, device, shapes, triton_version=triton_version, notes=notes,
+                   keep_unmeasured=keep_unmeasured)  # fmt: skip
     print(f"gemv table -> {path}")
     for key, buckets in shapes.items():
         print(f"  {key}: " + ", ".join(f"<= {b.m_max}: {b.config} ({b.us} us, cuBLAS "
