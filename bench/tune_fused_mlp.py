@@ -6,10 +6,12 @@
 
 Writes DIR/triton_<ver>/device_name=<GPU>.json (default: sglang_ext/kernels/configs), the
 launch table fused_swiglu_mlp loads, and one record per timed candidate.  With --dispatch
-(after tuning) or --dispatch-only it also times cuBLAS, Triton v2 and the CUDA one-launch
-kernel per M bucket and writes DIR/triton_<ver>/dispatch_device_name=<GPU>.json, the table
-SingleExpertMoE's default path reads (a kernel only where it beat cuBLAS by more than the
-measured spread), and one record per (shape, M, impl) to --dispatch-out.
+(after tuning) or --dispatch-only it also times the torch MLP as served (its GEMMs through
+the gemv table: cuBLAS or the skinny GEMM), Triton v2 and the CUDA one-launch kernel per M
+bucket and writes DIR/triton_<ver>/dispatch_device_name=<GPU>.json, the table
+SingleExpertMoE's default path reads (a kernel only where it beat the torch MLP by more than
+the measured spread; the buckets of M not in --dispatch-ms are kept), and one record per
+(shape, M, impl) to --dispatch-out.
 """
 
 from __future__ import annotations
@@ -104,7 +106,8 @@ def main(argv=None) -> int:
             if a.dispatch or a.dispatch_only:
                 timings, rows = measure_dispatch(hidden, inter, a.dispatch_ms, repeats=a.repeats)
                 buckets = choose_buckets(timings)
-                write_table(dispatch_path(name, a.config_dir), name, hidden, inter, buckets)
+                write_table(dispatch_path(name, a.config_dir), name, hidden, inter, buckets,
+                            keep_unmeasured=True)  # fmt: skip
                 append_jsonl(
                     disp_out,
                     *[

@@ -182,12 +182,16 @@ def write_table(
     *,
     triton_version: str | None = None,
     notes: Mapping[str, object] | None = None,
+    keep_unmeasured: bool = False,
 ) -> None:
-    """Merge one shape's buckets into the table at ``path`` (other shapes kept)."""
+    """Merge one shape's buckets into the table at ``path`` (other shapes kept).  The shape's
+    old buckets go, unless ``keep_unmeasured``: then only those at an ``m_max`` measured now
+    are replaced (a re-measurement of some M leaves the others' buckets)."""
     if not buckets:
         raise ValueError(f"no buckets for H={hidden} I={inter}: nothing was measured")
     rows = [{k: v for k, v in asdict(b).items() if v is not None} for b in buckets]
     merge_table(path, device_name, {f"H={hidden},I={inter}": rows}, _parse,
-                triton_version=triton_version, notes=notes)  # fmt: skip
+                triton_version=triton_version, notes=notes,
+                merge_by="m_max" if keep_unmeasured else None)  # fmt: skip
     load_table.cache_clear()
     _buckets_for.cache_clear()

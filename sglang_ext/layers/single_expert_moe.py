@@ -70,6 +70,7 @@ __all__ = [
     "SingleExpertMoE",
     "default_impl",
     "resolve_single_expert_mode",
+    "served_torch_mlp",
     "swiglu_mlp",
 ]
 
@@ -180,6 +181,13 @@ def _torch_mlp(
     return linear(h, w2)  # [M, H]
 
 
+def served_torch_mlp(x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """The ``cublas`` impl as the default path serves it: two GEMMs through the gemv table
+    (``gemv_dispatch.linear``: the skinny GEMM where it was measured faster, else cuBLAS)
+    around the activation.  The dispatch table's reference (``measure_dispatch``)."""
+    return _torch_mlp(x, w13, w2, gemv_dispatch.linear)
+
+
 def swiglu_mlp(
     x: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor, *, use_kernel: bool | str | None = None
 ) -> torch.Tensor:
@@ -201,8 +209,9 @@ def swiglu_mlp(
     else:
         raise ValueError(f"use_kernel={use_kernel!r}: use None, True, False or one of {IMPLS}")
     if impl == "cublas":  # the default's GEMMs: cuBLAS, or gemv where its table says it wins
-        measured = use_kernel is None and not _switched_off()
-        return _torch_mlp(x, w13, w2, gemv_dispatch.linear if measured else F.linear)
+        if use_kernel is None and not _switched_off():
+            return served_torch_mlp(x, w13, w2)
+        return _torch_mlp(x, w13, w2)
     kernel = _load_kernel(impl, str(x.device))
     if kernel is not None:
         return kernel(x.contiguous(), w13, w2)

@@ -139,6 +139,25 @@ def test_write_table_merges_shapes_and_loads_back(tmp_path, monkeypatch):
         d.write_table(p, "Fake GPU", 2048, 96, [])
 
 
+def test_write_table_can_keep_the_buckets_of_unmeasured_m(tmp_path, monkeypatch):
+    """A re-measurement of M = 1 and 8 replaces those buckets and keeps 64's."""
+    monkeypatch.setenv("SGLANG_EXT_FUSED_MLP_CONFIG_DIR", str(tmp_path))
+    p = d.dispatch_path("Fake GPU")
+    d.write_table(p, "Fake GPU", 4096, 1536, [Bucket(m_max=1, impl="cuda_onelaunch"),
+                                              Bucket(m_max=8, impl="cublas"),
+                                              Bucket(m_max=64, impl="triton_v2")])  # fmt: skip
+    d.write_table(p, "Fake GPU", 4096, 1536, [Bucket(m_max=1, impl="cublas", us=9.0),
+                                              Bucket(m_max=8, impl="triton_v2")],
+                  keep_unmeasured=True)  # fmt: skip
+    assert json.loads(p.read_text())["shapes"]["H=4096,I=1536"] == [
+        {"m_max": 1, "impl": "cublas", "us": 9.0},
+        {"m_max": 8, "impl": "triton_v2"},
+        {"m_max": 64, "impl": "triton_v2"},
+    ]
+    assert [d.choose_impl(m, 4096, 1536, "Fake GPU") for m in (1, 2, 40, 65)] == [
+        "cublas", "triton_v2", "triton_v2", "cublas"]  # fmt: skip
+
+
 def test_shipped_tables_parse():
     """Every dispatch, decode-attention and gemv table in the package loads (a malformed one
     would break serving)."""

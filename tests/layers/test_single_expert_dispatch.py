@@ -125,14 +125,16 @@ def test_cublas_mlp_gemms_go_through_the_gemv_dispatch_unless_switched_off(monke
     w13, w2 = torch.randn(48, 64, generator=gen) / 8, torch.randn(64, 24, generator=gen) / 5
     ref = swiglu_mlp_ref(x.double(), w13.double(), w2.double())
 
-    def run(**kw):
+    def run(fn=sem.swiglu_mlp, **kw):
         calls.clear()
-        torch.testing.assert_close(sem.swiglu_mlp(x, w13, w2, **kw).double(), ref,
+        torch.testing.assert_close(fn(x, w13, w2, **kw).double(), ref,
                                    rtol=1e-5, atol=1e-6)  # fmt: skip
         return list(calls)
 
     assert run() == [(48, 64), (64, 24)]
     assert run(use_kernel=False) == []
+    # the dispatch table's reference (tune.measure_dispatch) is this served path
+    assert run(sem.served_torch_mlp) == [(48, 64), (64, 24)]
     monkeypatch.setenv("SGLANG_EXT_FUSED_MLP", "0")
     rank_config.cache_clear()
     assert run() == []

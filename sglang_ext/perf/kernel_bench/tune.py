@@ -2,7 +2,8 @@
 
 Each candidate is timed as a CUDA graph of calls over rotating input sets (so launch cost
 does not hide the kernel), the fastest per (shape, M) goes into the table that
-``fused_mlp_configs.get_config`` reads.  :func:`measure_dispatch` then times cuBLAS, the
+``fused_mlp_configs.get_config`` reads.  :func:`measure_dispatch` then times the ``cublas``
+impl as the layer serves it (``served_torch_mlp``: its two GEMMs through the gemv table), the
 tuned Triton v2 and the CUDA one-launch kernel per M, repeated and interleaved, for
 ``fused_mlp_dispatch.choose_buckets``.
 """
@@ -148,7 +149,10 @@ def measure_dispatch(
 
     fused_mlp_configs._load_table.cache_clear()  # the table just tuned, not a cached one
 
-    from .mlp import torch_mlp as cublas  # the layer's cuBLAS path
+    from sglang_ext.layers.single_expert_moe import served_torch_mlp
+
+    def cublas(s):  # the ``cublas`` impl as served: its GEMMs where the gemv table says
+        return served_torch_mlp(s.x, s.w13, s.w2)
 
     cuda_ok = cuda_onelaunch.is_available("cuda")
     timings: dict[int, dict[str, Timing]] = {}
