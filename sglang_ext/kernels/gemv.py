@@ -143,10 +143,15 @@ def _gemv_kernel(
     rn = tile * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N] rows of w
     rk = tl.arange(0, BLOCK_K)
     nmask = rn < N
-    # this program's K range: whole BLOCK_K steps (all of K without a split)
-    k_per = tl.cdiv(tl.cdiv(K, SPLIT_K), BLOCK_K) * BLOCK_K
-    k_lo = split * k_per
-    k_hi = tl.minimum(K, k_lo + k_per)
+    # this program's K range: whole BLOCK_K steps.  Without a split, literally 0 and K: the
+    # runtime bounds of a split made the M == 1 launches ~2 us slower in the model (call 41)
+    if SPLIT_K == 1:
+        k_lo = 0
+        k_hi = K
+    else:
+        k_per = tl.cdiv(tl.cdiv(K, SPLIT_K), BLOCK_K) * BLOCK_K
+        k_lo = split * k_per
+        k_hi = tl.minimum(K, k_lo + k_per)
     if PDL:  # the weight is no kernel's output: stream it into L2 while the previous runs
         prefetch_rows_l2(w_ptr + k_lo, rn, N, k_hi - k_lo, sw_n, BLOCK_K, LINE)
         pdl.wait_then_release()  # before any read of x or write of y

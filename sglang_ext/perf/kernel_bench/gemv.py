@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     args = dataclass_from_args(GemvBenchArgs, p.parse_args(argv))
     if args.table_from:
         records = [json.loads(line) for line in Path(args.table_from).read_text().splitlines()]
-        write_gemv_table(records, args.table_from)
+        write_gemv_table(records, args.table_from, keep_unmeasured=args.keep_unmeasured)
         return 0
     if not torch.cuda.is_available():
         print("error: the gemv bench needs a CUDA GPU", file=sys.stderr)
