@@ -40,7 +40,11 @@ run): the best swept launch beats cuBLAS by 2-10% at M <= 16 (Qwen3-235B qkv 26.
 o_proj 24.2 -> 21.8 us at M=1; floors 17.8 and 15.8 us), loses at M = 32, and
 :func:`default_config`'s pick is slower than cuBLAS on most shapes.  So serving runs this
 kernel only through ``gemv_dispatch``: a measured per-device table of (N, K, M) -> launch or
-cuBLAS, written by ``bench/bench_gemv.py --write-table``.
+cuBLAS, written by ``bench/bench_gemv.py --write-table``.  With the split over K (call 41,
+``gemv_call41.jsonl``) the 30B o_proj at M 2-32 takes 8.9-9.5 us against cuBLAS's 9.4-10.3
+(floor 4.0) and the 235B gate/up at M 2-4 and 32 11.2-11.9 against 12.7-12.9 (floor 5.9); in
+the model the 30B graphs at batch 8 / 32 took 2.33 / 2.89 ms against 2.40 / 2.96 with the
+tables before it (``gpu_call42.log``).
 """
 
 from __future__ import annotations
