@@ -10,16 +10,14 @@ outputs must match the reference. One spawn per world size runs every case.
 from __future__ import annotations
 
 import os
-import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
-from sglang_ext.net import free_port
+from sglang_ext.perf.dist_env import run_spawned
 from tests._support.tiny_configs import qwen3_moe_config
 
 H, INTER = 64, 96  # 96 divides over 1, 2 and 4 ranks
@@ -54,16 +52,11 @@ _HF_NAMES = {"w1": "gate_proj", "w3": "up_proj", "w2": "down_proj"}
 
 
 # --------------------------------------------------------------------------- rank side
-def _worker(rank: int, world_size: int, port: int, workdir: str) -> None:
+def _worker(rank: int, world_size: int, workdir: str) -> None:
     os.environ["TRITON_INTERPRET"] = "1"  # before anything imports triton (kernel cases)
     torch.set_num_threads(1)
-    dist.init_process_group(
-        "gloo",
-        init_method=f"tcp://127.0.0.1:{port}",
-        rank=rank,
-        world_size=world_size,
-        timeout=timedelta(seconds=60),
-    )
+    # env:// on the store run_spawned's parent holds (bound on port 0, never released)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size, timeout=timedelta(seconds=60))
     from sglang_ext.layers import SingleExpertMoE
 
     try:
@@ -107,21 +100,9 @@ def _worker(rank: int, world_size: int, port: int, workdir: str) -> None:
 
 
 def _spawn(world_size: int, workdir: Path) -> None:
-    """Run _worker on world_size processes; a failing rank fails all, a hang times out."""
-    ctx = mp.start_processes(
-        _worker,
-        args=(world_size, free_port(), str(workdir)),
-        nprocs=world_size,
-        join=False,
-        start_method="spawn",
-    )
-    deadline = time.monotonic() + SPAWN_TIMEOUT_S
-    while not ctx.join(timeout=1.0):  # raises ProcessRaisedException if a rank failed
-        if time.monotonic() > deadline:
-            for p in ctx.processes:
-                if p.is_alive():
-                    p.kill()
-            pytest.fail(f"{world_size}-rank SingleExpertMoE run hung for {SPAWN_TIMEOUT_S}s")
+    """Run _worker on world_size processes: a rank that fails or dies ends the run naming
+    it, one still running after SPAWN_TIMEOUT_S is named and killed (run_spawned)."""
+    run_spawned(_worker, world_size, world_size, str(workdir), deadline_s=SPAWN_TIMEOUT_S)
 
 
 # --------------------------------------------------------------------------- reference side
