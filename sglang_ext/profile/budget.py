@@ -109,6 +109,7 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
     from sglang_ext.serving.config import rank_config
 
     from .decode_budget import decode_kernel_stats
+    from .host_calls import DECODE_HOST_CALLS, timed_calls
     from .rank import StepRunner, init_dist
 
     sa = prepare_server_args(sglang_argv)
@@ -161,6 +162,9 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
         _, decode_s = runner.run()
         prefill_s = runner.prefill_s
         graph_replay_s = _graph_replays(mr, b, torch.device("cuda", rank))
+        with timed_calls(DECODE_HOST_CALLS) as calls:  # a run of its own: no profiler
+            _, timed_s = runner.run()
+        host_calls = {k: c.ns / 1e3 / steps for k, c in calls.items() if c.calls}
         short = StepRunner(mr, replace(pa, steps=bargs.profile_steps), seed=0)
         trace = Path(bargs.trace_dir) / f"{Path(sa.model_path).name}_b{b}_rank{rank}.json"
         trace.parent.mkdir(parents=True, exist_ok=True)
@@ -174,6 +178,8 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
                 "decode_s": decode_s,
                 "prefill_s": prefill_s,
                 "graph_replay_s": graph_replay_s,
+                "host_calls_us": host_calls,
+                "host_calls_step_s": timed_s,
                 "stats": stats,
                 "top_kernels": stats.pop("top_kernels"),
                 "trace": str(trace),
@@ -211,6 +217,11 @@ def budget_record(
         copy_bw_gbps=facts["copy_bw_gbps"],
         graph_replay_s=row.get("graph_replay_s"),
     )
+    if row.get("host_calls_us") is not None:
+        # host wall time inside sglang's calls, us per step (profile.host_calls), from a run
+        # of its own whose median step is host_calls_step_ms
+        metrics["host_calls_us"] = row["host_calls_us"]
+        metrics["host_calls_step_ms"] = statistics.median(row["host_calls_step_s"]) * 1e3
     metrics["top_kernels"] = row["top_kernels"]
     metrics["trace"] = row["trace"]
     config = {
@@ -309,5 +320,8 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 flush=True,
             )
+            if m.get("host_calls_us"):
+                calls = ", ".join(f"{k} {v:.0f}" for k, v in m["host_calls_us"].items())
+                print(f"  host us/step inside sglang's calls (inclusive): {calls}", flush=True)
     print(f"records -> {out}")
     return 0

@@ -21,6 +21,11 @@ the graph. Then
   the graph (sglang's batch preparation, ``replay_prepare``, sampling, the token copy back);
 - ``graph_busy_frac`` = the step's kernel busy time (from the trace) over ``graph_replay_ms``
   (what the gaps between the graph's kernels leave; the sampling kernels count here too).
+- ``host_calls_us``: what the host time is made of, from one more run of the same steps
+  (no profiler) with :mod:`host_calls`' wrappers: microseconds per step inside each sglang
+  call of :data:`host_calls.DECODE_HOST_CALLS`, inclusive, and that run's median step
+  ``host_calls_step_ms`` (the wrappers' own cost shows as its excess over
+  ``decode_step_ms``).
 
 The floor (:func:`floor_ms`) is the bytes a decode step must read, the weights (all but
 the embedding table, of which only the batch's rows are read) plus the KV cache of every

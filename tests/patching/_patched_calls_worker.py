@@ -11,6 +11,9 @@ pristine behaviour or hand-computed answers.  Prints one JSON line {case: result
 * ``replay_prepare``: the patched ``CudaGraphRunner.replay_prepare`` (patch 0021) on CPU
   buffers: the backend's host-side metadata call happens when the graph does not compute it,
   not when it does; the padded batch's inputs are copied the same either way.
+* ``host_calls``: every call :data:`sglang_ext.profile.host_calls.DECODE_HOST_CALLS` names
+  exists in the patched sglang, and a ``replay_prepare`` timed through them counts itself
+  and the patched-in ``copy_graph_inputs`` it calls (looked up where it calls it) once each.
 * ``positions``: the patched ``clamp_position`` (patch 0022) is a plain function (no
   ``torch.compile`` wrapper) and gives clamp(seq_lens - 1, 0) as int64.
 """
@@ -136,6 +139,24 @@ def replay_prepare(in_graph: bool):
 
 
 res["replay_prepare"] = {"host": replay_prepare(False), "graph": replay_prepare(True)}
+
+# ---- profile.host_calls on the patched sglang ------------------------------------------------
+from sglang_ext.profile.host_calls import DECODE_HOST_CALLS, resolve, timed_calls  # noqa: E402
+
+unresolved = {}
+for label, target in DECODE_HOST_CALLS:
+    try:
+        resolve(target)
+    except (ValueError, ImportError) as e:
+        unresolved[label] = str(e)
+before = CudaGraphRunner.__dict__["replay_prepare"]
+with timed_calls(DECODE_HOST_CALLS) as timed:
+    replay_prepare(False)
+res["host_calls"] = {
+    "unresolved": unresolved,
+    "calls": {k: c.calls for k, c in timed.items() if c.calls},
+    "restored": CudaGraphRunner.__dict__["replay_prepare"] is before,
+}
 
 # ---- patch 0022 ---------------------------------------------------------------------------
 seq = torch.tensor([0, 1, 5, 130], dtype=torch.int32)

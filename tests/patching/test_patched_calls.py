@@ -1,4 +1,5 @@
-"""The call sites of patches 0020-0022 in the patched sglang, on the CPU (one child process,
+"""The call sites of patches 0020-0022 (and the decode step's calls that
+``profile.host_calls`` times) in the patched sglang, on the CPU (one child process,
 ``_patched_calls_worker.py``): each against pristine behaviour or a hand-computed answer."""
 
 from __future__ import annotations
@@ -52,6 +53,18 @@ def test_0021_replay_prepare_skips_the_host_metadata_only_when_the_graph_has_it(
         assert r["bs"] == 4
         assert r["seq_lens"] == [5, 6, 7, 1]
         assert r["input_ids"][:3] == [7, 8, 9] and r["out_cache_loc"] == [10, 11, 12, 0]
+
+
+def test_decode_host_calls_exist_and_count_the_calls_made():
+    got = _results()["host_calls"]
+    assert got["unresolved"] == {}
+    # one replay_prepare, which calls patch 0025's copy_graph_inputs once (False on the CPU,
+    # then sglang's own copies); nothing else of the step ran
+    assert got["calls"] == {
+        "forward.replay.replay_prepare": 1,
+        "forward.replay.replay_prepare.copy_graph_inputs": 1,
+    }
+    assert got["restored"] is True
 
 
 def test_0022_decode_positions_are_eager_and_exact():

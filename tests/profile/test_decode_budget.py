@@ -96,7 +96,9 @@ def test_record_from_hand_made_rows(tmp_path):
              "fused_attention": False, "fused_inputs": False}  # fmt: skip
     row = {"batch_size": 2, "decode_s": [0.004, 0.002, 0.003, 0.010], "prefill_s": 0.05,
            "stats": decode_kernel_stats(EVENTS), "top_kernels": [], "trace": str(trace),
-           "graph_replay_s": [0.001, 0.0025, 0.002]}  # fmt: skip
+           "graph_replay_s": [0.001, 0.0025, 0.002],
+           "host_calls_us": {"decode": 900.0, "forward": 300.0},
+           "host_calls_step_s": [0.004, 0.005, 0.003]}  # fmt: skip
     rec = budget_record("qwen3-30b-a3b-1e", bargs, facts, row)
     assert rec["schema"] == "sglang_ext.decode_budget/1"
     assert rec["config"]["preset"] == "qwen3-30b-a3b-1e" and rec["config"]["batch_size"] == 2
@@ -124,6 +126,9 @@ def test_record_from_hand_made_rows(tmp_path):
     assert m["graph_replay_ms"] == pytest.approx(2.0)
     assert m["host_ms_per_step"] == pytest.approx(1.5)
     assert m["graph_busy_frac"] == pytest.approx(0.040 / 2.0)
+    # the host calls' run: its per-call times as given, and the median of its own steps
+    assert m["host_calls_us"] == {"decode": 900.0, "forward": 300.0}
+    assert m["host_calls_step_ms"] == pytest.approx(4.0)
     # an eager batch (no graph) has no split, rather than a made-up one
     eager = budget_record("qwen3-30b-a3b-1e", bargs, facts, {**row, "graph_replay_s": None})
     assert [eager["metrics"][k] for k in ("graph_replay_ms", "host_ms_per_step")] == [None, None]
