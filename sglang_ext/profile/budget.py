@@ -162,7 +162,7 @@ def budget_rank_main(rank: int, sglang_argv: list[str], bargs: BudgetArgs, out: 
         _, decode_s = runner.run()
         prefill_s = runner.prefill_s
         graph_replay_s = _graph_replays(mr, b, torch.device("cuda", rank))
-        with timed_calls(DECODE_HOST_CALLS) as calls:  # a run of its own: no profiler
+        with timed_calls(DECODE_HOST_CALLS, within="decode") as calls:  # no profiler
             _, timed_s = runner.run()
         host_calls = {k: c.ns / 1e3 / steps for k, c in calls.items() if c.calls}
         short = StepRunner(mr, replace(pa, steps=bargs.profile_steps), seed=0)

@@ -10,7 +10,8 @@ before ``CUDAGraph.replay`` are the time the GPU waits at the head of a step.
 
 :data:`DECODE_HOST_CALLS` names the calls of one decode step of ``profile.rank.decode``
 through the patched sglang 0.4.7 (patches 0021/0025 included), the labels' dots giving
-the nesting inside ``decode``, the whole step but its two synchronizes.
+the nesting inside ``decode``, the whole step but its two synchronizes; with
+``within="decode"`` the prefill before the steps makes the same calls uncounted.
 """
 
 from __future__ import annotations
@@ -75,36 +76,53 @@ def resolve(target: str) -> tuple[object, str, object]:
     return owner, name, raw
 
 
-def _timed(fn, slot: CallTime):
+def _timed(fn, slot: CallTime, gate: list[int] | None, is_gate: bool):
+    """``fn`` timed into ``slot``; with a ``gate`` (the open calls of the ``within`` target,
+    a one-item list) a call outside every open gate call runs untimed."""
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        if gate is not None and not is_gate and not gate[0]:
+            return fn(*args, **kwargs)
+        if is_gate:
+            gate[0] += 1
         t0 = time.perf_counter_ns()
         try:
             return fn(*args, **kwargs)
         finally:
             slot.ns += time.perf_counter_ns() - t0
             slot.calls += 1
+            if is_gate:
+                gate[0] -= 1
 
     return wrapper
 
 
 @contextlib.contextmanager
-def timed_calls(targets: Sequence[tuple[str, str]]) -> Iterator[dict[str, CallTime]]:
+def timed_calls(
+    targets: Sequence[tuple[str, str]], *, within: str | None = None
+) -> Iterator[dict[str, CallTime]]:
     """Time every ``(label, target)`` call inside the block; yields ``{label: CallTime}``,
-    filled as the block runs.  All targets resolve before any is wrapped (a bad one wraps
-    nothing); every wrapped attribute is restored on exit."""
+    filled as the block runs.  ``within``: the label of one target; the others then count
+    only the calls made inside one of its calls (a decode step's, not the prefill's before
+    it).  All targets resolve before any is wrapped (a bad one wraps nothing); every
+    wrapped attribute is restored on exit."""
     labels = [label for label, _ in targets]
     if len(set(labels)) != len(labels):
         raise ValueError(f"duplicate labels in {labels}")
+    if within is not None and within not in labels:
+        raise ValueError(f"within={within!r} is none of the labels {labels}")
+    gate = [0] if within is not None else None
     resolved = [(label, *resolve(t)) for label, t in targets]
     out = {label: CallTime() for label in labels}
     done: list[tuple[object, str, object]] = []
     try:
         for label, owner, name, raw in resolved:
+            args = (out[label], gate, label == within)
             if isinstance(raw, classmethod | staticmethod):
-                wrapped = type(raw)(_timed(raw.__func__, out[label]))
+                wrapped = type(raw)(_timed(raw.__func__, *args))
             else:
-                wrapped = _timed(raw, out[label])
+                wrapped = _timed(raw, *args)
             setattr(owner, name, wrapped)
             done.append((owner, name, raw))
         yield out

@@ -72,6 +72,21 @@ def test_counts_times_and_nesting(toy):
     assert dict(toy.Toy.__dict__) == originals[0] and toy.free is originals[1]
 
 
+def test_within_counts_only_the_calls_inside_the_gate(toy):
+    with timed_calls(TARGETS, within="outer") as t:
+        toy.Toy().inner()  # outside any outer call: runs, untimed
+        toy.free()
+        assert toy.Toy().outer(2) == 7
+        toy.Toy().inner()
+    assert {k: c.calls for k, c in t.items()} == {
+        "outer": 1, "outer.inner": 2, "outer.free": 1, "make": 0, "twice": 0
+    }  # fmt: skip
+    assert 20 <= t["outer.inner"].ns / 1e6 < t["outer"].ns / 1e6
+    with pytest.raises(ValueError, match="within='nope' is none of the labels"):
+        with timed_calls(TARGETS, within="nope"):
+            pass
+
+
 def test_restored_when_the_block_raises(toy):
     before = toy.Toy.__dict__["inner"]
     with pytest.raises(RuntimeError, match="boom"), timed_calls(TARGETS):
