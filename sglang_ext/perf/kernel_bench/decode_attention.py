@@ -205,7 +205,7 @@ class AttnBenchArgs:
     and Triton version the records name)."""
     fused: bool = False
     """Time the one-launch decode attention (patch 0024) under each of ``configs`` against
-    the three kernels it replaces, at sglang's split rule (records
+    the three kernels it replaces, at sglang's split rule and each of ``splits`` (records
     ``decode_attention_fused.jsonl``)."""
 
     def __post_init__(self) -> None:
@@ -351,9 +351,9 @@ def bench_fused_point(
         grouped_decode(q.view(batch, h, d), kb, vb, indptr, st[0], ns, maxs, config=table,
                        out=out, workspace=(mid_o, mid_lse))  # fmt: skip
 
-    def fused(st, cfg):
+    def fused(st, cfg, splits, mo, ml):
         return decode_attention(pos, q, k, v, qw, kw, eps, cos_sin, kb, vb, st[1], indptr,
-                                st[0], ns, mid_o, mid_lse, d**-0.5, ticket=ticket,
+                                st[0], splits, mo, ml, d**-0.5, ticket=ticket,
                                 block_n=cfg.block_n, num_warps=cfg.num_warps,
                                 num_stages=cfg.num_stages)  # fmt: skip
 
@@ -366,16 +366,24 @@ def bench_fused_point(
     rows = [({**base, "kernel": "qk_norm_rope+stage1+stage2", "stage1": table.name},
              {"median_us": us, "kv_bytes": kv_bytes, "floor_us": floor,
               "ratio_to_floor": us / floor})]  # fmt: skip
-    for text in args.configs:
-        cfg = parse_config(text)
-        qkv.copy_(qkv0)
-        got = fused(sets[0], cfg).float()
-        err = ((got - want).abs().max() / want.abs().max()).item()
-        t = timer(lambda st, cfg=cfg: fused(st, cfg), sets, rep_ms=args.rep_ms)
-        rows.append(({**base, "kernel": "fused", "stage1": cfg.name},
-                     {"median_us": t, "kv_bytes": kv_bytes, "floor_us": floor,
-                      "ratio_to_floor": t / floor, "speedup_vs_three_kernels": us / t,
-                      "max_rel_diff_vs_three_kernels": err}))  # fmt: skip
+    counts = sorted({rule if s == "sglang" else int(s) for s in args.splits})
+    for n in counts:  # the one launch takes any split count its workspace holds
+        ws = max(n, maxs)
+        ns_n = torch.full((batch,), n, device=dev, dtype=torch.int32)
+        mo = torch.empty(batch, h, ws, d, dtype=torch.float32, device=dev)
+        ml = torch.empty(batch, h, ws, dtype=torch.float32, device=dev)
+        for text in args.configs:
+            cfg = parse_config(text)
+            qkv.copy_(qkv0)
+            got = fused(sets[0], cfg, ns_n, mo, ml).float()
+            err = ((got - want).abs().max() / want.abs().max()).item()
+            t = timer(lambda st, c=cfg, a=ns_n, o=mo, s=ml: fused(st, c, a, o, s), sets,
+                      rep_ms=args.rep_ms)  # fmt: skip
+            rows.append(({**base, "kernel": "fused", "stage1": cfg.name, "kv_splits": n,
+                          "max_kv_splits": ws},
+                         {"median_us": t, "kv_bytes": kv_bytes, "floor_us": floor,
+                          "ratio_to_floor": t / floor, "speedup_vs_three_kernels": us / t,
+                          "max_rel_diff_vs_three_kernels": err}))  # fmt: skip
     return rows
 
 

@@ -8,7 +8,8 @@ against independent references, on the CPU.  Prints one JSON line {case: error |
   against a float64 softmax attention over each sequence's tokens (tolerance 1e-5, as the
   patch-0016 check: float32 scores over at most 70 tokens).
 * ``fused-2``: :func:`bench_fused_point` on float32 (a fake timer): our one-launch
-  decode attention (patch 0024) at batch 2 against the three kernels it replaces,
+  decode attention (patch 0024) at batch 2, at sglang's split count and at 16 (past the
+  workspace sglang sizes), against the three kernels it replaces,
   ``qk_norm_rope`` with the KV write, then sglang's own stage 1 and stage 2 (tolerance 1e-5);
   the row layout and speed-ups from the timer's answers.
 * ``patched-<batch>``: the patched sglang's own ``decode_attention_fwd_grouped`` (patch 0019)
@@ -108,8 +109,8 @@ def bench_rows() -> str | None:
 
 def fused(batch: int) -> str | None:
     args = AttnBenchArgs(presets=["qwen3-30b-a3b-1e"], batch_sizes=[batch], context_len=45,
-                         configs=["n64w4s3"], fused=True)  # fmt: skip
-    times = iter([6.0, 3.0])
+                         configs=["n64w4s3"], splits=["sglang", "16"], fused=True)  # fmt: skip
+    times = iter([6.0, 3.0, 2.0])
 
     def timer(call, sets, rep_ms):
         call(sets[1])  # the other KV region runs too
@@ -117,9 +118,13 @@ def fused(batch: int) -> str | None:
 
     rows = bench_fused_point("qwen3-30b-a3b-1e", batch, args, 1000.0, 132, device="cpu",
                              dtype=torch.float32, timer=timer, rotate_bytes=1 << 20)  # fmt: skip
-    got = [(c["kernel"], c["stage1"], m.get("speedup_vs_three_kernels")) for c, m in rows]
-    want = [("qk_norm_rope+stage1+stage2", "n32w4s2", None), ("fused", "n64w4s3", 2.0)]
-    if got != want:
+    rule = sglang_kv_splits(batch, 45, num_heads=32, num_kv_heads=4, max_kv_splits=8,
+                            sm_count=132)  # fmt: skip
+    got = [(c["kernel"], c["stage1"], c["kv_splits"], m.get("speedup_vs_three_kernels"))
+           for c, m in rows]  # fmt: skip
+    want = [("qk_norm_rope+stage1+stage2", "n32w4s2", rule, None),
+            ("fused", "n64w4s3", rule, 2.0), ("fused", "n64w4s3", 16, 3.0)]  # fmt: skip
+    if rule == 16 or got != want:
         return f"rows {got}, expected {want}"
     diffs = [m["max_rel_diff_vs_three_kernels"] for _, m in rows[1:]]
     return None if max(diffs) < 1e-5 else f"one launch vs sglang's kernels: rel diff {diffs}"
