@@ -28,12 +28,18 @@ import torch
 import triton
 import triton.language as tl
 
+from .fast_launch import FastLaunch
+
 __all__ = ["advance_decode", "check_table", "check_vectors", "copy_graph_inputs"]
 
 _BLOCK = 256  # requests per program
+_ADVANCE_ARGS = ["r2t_ptr", "rpi_ptr", "seq_ptr", "loc_ptr", "new_seq_ptr", "bs", "r2t_stride"]
+_GRAPH_ARGS = ["ids_d", "rpi_d", "seq_d", "loc_d", "pos_d", "ids_s", "rpi_s", "seq_s", "loc_s",
+               "pos_s", "raw_bs", "bs"]  # fmt: skip
 
 
-@triton.jit
+# nothing compiled in about the arguments (FastLaunch reuses one compiled kernel)
+@triton.jit(do_not_specialize=_ADVANCE_ARGS, do_not_specialize_on_alignment=_ADVANCE_ARGS)
 def _advance_kernel(r2t_ptr, rpi_ptr, seq_ptr, loc_ptr, new_seq_ptr, bs, r2t_stride,
                     BLOCK: tl.constexpr):  # fmt: skip
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -45,7 +51,7 @@ def _advance_kernel(r2t_ptr, rpi_ptr, seq_ptr, loc_ptr, new_seq_ptr, bs, r2t_str
     tl.store(new_seq_ptr + i, seq + 1, mask=m)  # the same lane read it: in place is safe
 
 
-@triton.jit
+@triton.jit(do_not_specialize=_GRAPH_ARGS, do_not_specialize_on_alignment=_GRAPH_ARGS)
 def _graph_inputs_kernel(ids_d, rpi_d, seq_d, loc_d, pos_d, ids_s, rpi_s, seq_s, loc_s, pos_s,
                          raw_bs, bs, BLOCK: tl.constexpr):  # fmt: skip
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -58,6 +64,10 @@ def _graph_inputs_kernel(ids_d, rpi_d, seq_d, loc_d, pos_d, ids_s, rpi_s, seq_s,
     tl.store(seq_d + i, seq.to(seq_d.dtype.element_ty), mask=rows)
     loc = tl.load(loc_s + i, mask=real, other=0)
     tl.store(loc_d + i, loc.to(loc_d.dtype.element_ty), mask=rows)
+
+
+_advance = FastLaunch(_advance_kernel)
+_graph_inputs = FastLaunch(_graph_inputs_kernel)
 
 
 def check_vectors(what: str, tensors: tuple[torch.Tensor, ...], n: int) -> None:
@@ -90,8 +100,8 @@ def advance_decode(
     new = seq_lens if in_place else torch.empty_like(seq_lens)
     if bs:
         grid = (triton.cdiv(bs, _BLOCK),)
-        _advance_kernel[grid](req_to_token, req_pool_indices, seq_lens, out_cache_loc, new, bs,
-                              req_to_token.stride(0), BLOCK=_BLOCK)  # fmt: skip
+        _advance(grid, req_to_token, req_pool_indices, seq_lens, out_cache_loc, new, bs,
+                 req_to_token.stride(0), BLOCK=_BLOCK)  # fmt: skip
     return new
 
 
@@ -124,4 +134,4 @@ def copy_graph_inputs(
         check_vectors("copy_graph_inputs (graph buffers)", dst, bs)
         check_vectors("copy_graph_inputs (batch)", src, raw_bs)
     if bs:
-        _graph_inputs_kernel[(triton.cdiv(bs, _BLOCK),)](*dst, *src, raw_bs, bs, BLOCK=_BLOCK)
+        _graph_inputs((triton.cdiv(bs, _BLOCK),), *dst, *src, raw_bs, bs, BLOCK=_BLOCK)
