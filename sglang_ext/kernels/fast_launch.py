@@ -80,5 +80,5 @@ class FastLaunch:
         compiled = self.compiled.get(key)
         if compiled is None:
             self.compiled[key] = self.kernel[grid](*args, **constexprs)
-        else:
-            compiled[grid](*args, *values)
+        else:  # the compiled kernel's launcher reads all three grid dimensions
+            compiled[(*grid, 1, 1)[:3]](*args, *values)
