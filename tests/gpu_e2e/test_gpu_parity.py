@@ -201,11 +201,14 @@ def test_bf16_30b_shape_logprobs_close_to_hf(model_30b_2l, tmp_path):
         got = _generate(srv.base_url, prompts)
         got_one = _generate(srv.base_url, prompts[:1])  # batch 1: both norms fused (0023)
     log = (tmp_path / "server.log").read_text(errors="replace")
-    # patch 0023 on the shipped gemv table: at 1 token both norms sit inside the linears,
-    # at 4 (no qkv launch in the table there) the post-attention one
-    assert "input norm inside qkv_proj, post-attention norm inside the expert" in log, (
-        "the fused decoder layer (patch 0023) did not run with both norms fused"
-    )
+    # patch 0023 on a shipped gemv table (the H200's): at 1 token both norms sit inside the
+    # linears.  A GPU without a table (the H100) runs cuBLAS and the separate norms
+    from sglang_ext.kernels.tables import present_tables
+
+    if "gemv" in present_tables(torch.cuda.get_device_name()):
+        assert "input norm inside qkv_proj, post-attention norm inside the expert" in log, (
+            "the fused decoder layer (patch 0023) did not run with both norms fused"
+        )
     assert ONE_LAUNCH in log, "the one-launch decode attention (patch 0024) did not run"
     prompts, got = prompts + prompts[:1], got + got_one
     diffs, calib = [], []
