@@ -18,8 +18,10 @@ calls them through ``sglang_ext.serving.decode_inputs``, which says where they a
 On the H200 (``bench/results/h200/gpu_call40.log``, the 30B one-expert decode budget, same
 call) the step took 1.99 / 2.80 / 3.67 ms at batch 1 / 8 / 32 with them and 1.97 / 2.90 /
 3.58 ms without: no change beyond the noise, since a Triton launch's Python costs about what
-the torch ops it replaces cost there.  A launch without Triton's argument binding (a
-CUDA C++ op) is the lever left.
+the torch ops it replaces cost there.  So both kernels now launch through
+:class:`~sglang_ext.kernels.fast_launch.FastLaunch` (the compiled kernel's own launcher after
+the first launch, without Triton's per-call dispatch); its effect on the step is not yet
+timed on the H200.
 """
 
 from __future__ import annotations
