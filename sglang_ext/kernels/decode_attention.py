@@ -12,8 +12,8 @@ split) does all three:
 * it normalises and rotates the query heads of its KV head from the raw ``qkv_proj`` output
   (every split's program does; they are 8-16 heads of one token);
 * the program whose token range holds the new token (position ``seq_len - 1``) normalises and
-  rotates that token's key, writes key and value to cache row ``cache_loc[b]`` and adds the
-  token to its softmax from registers (its loop over the cache stops one token short);
+  rotates that token's key, writes key and value to cache row ``cache_loc[b]`` and starts
+  its softmax with that token from registers (its loop over the cache stops one token short);
 * every program walks its range of the cache through ``kv_indices`` as sglang's stage 1 does
   (same split rule, same float32 online softmax), stores its partial output and log-sum-exp
   in sglang's buffers, and takes a ticket (an atomic counter per sequence and KV head); the
@@ -24,7 +24,12 @@ q and the new key are rounded to the cache's dtype before the dot products, as t
 path stores them; float32 caches take IEEE float32 products (sglang's stage 1 takes TF32).
 On the H200 it takes 8.4 us where the three kernels took 10.9 (30B heads, batch 1; 21.7 vs
 24.6 at batch 32; ``bench/results/h200/decode_attention_fused.jsonl``, from
-``python bench/bench_decode_attention.py --fused``).  The plain-torch reference is
+``python bench/bench_decode_attention.py --fused``), with the new token added after the
+loop.  Added before it, the H200 table's batch-32 launch (n32w4s3) compiles to 80 registers
+per thread instead of 106, so 6 programs fit an SM instead of 4 (batch 64-128, n64w4s3: 115
+instead of 137; batch 1-8, n128w8s2: 98 instead of 107; Triton 3.6 for sm_90, offline,
+``bench/experiments/attention_registers.py``, ``bench/results/attention_registers_sm90.log``);
+not yet timed on the GPU.  The plain-torch reference is
 ``decode_attention_ref``.
 """
 
@@ -129,9 +134,16 @@ def _decode_attention_kernel(
     tl.store(kc_ptr + slot * s_ct + kh + half + i[None, :], k2, mask=m1 & owner)
     tl.store(vc_ptr + slot * s_ct + kh + d[None, :], vn, mask=dmask[None, :] & owner)
 
-    e_max = tl.zeros([BLOCK_H], dtype=tl.float32) - float("inf")
-    e_sum = tl.zeros([BLOCK_H], dtype=tl.float32)
-    acc = tl.zeros([BLOCK_H, BLOCK_D], dtype=tl.float32)
+    # the new token first, from registers (-inf for heads past the group and for other
+    # splits): its key and value are dead before the loop, which so holds 9-26 fewer
+    # registers per thread than with the token added after it (attention_registers_sm90.log)
+    qk_new = tl.sum(q1.to(tl.float32) * k1.to(tl.float32), 1)
+    qk_new += tl.sum(q2.to(tl.float32) * k2.to(tl.float32), 1)
+    mine = hmask & owner
+    e_max = tl.where(mine, qk_new * sm_scale, float("-inf"))
+    e_sum = tl.where(mine, 1.0, 0.0).to(tl.float32)  # exp(qk_new - e_max)
+    acc = e_sum[:, None] * vn.to(tl.float32)
+
     for n0 in range(s0, loop_end, BLOCK_N):
         n = n0 + tl.arange(0, BLOCK_N)
         nmask = n < loop_end
@@ -149,17 +161,6 @@ def _decode_attention_kernel(
         acc = acc * rescale[:, None] + tl.dot(p.to(v.dtype), v, input_precision=DOT)
         e_sum = e_sum * rescale + tl.sum(p, 1)
         e_max = n_max
-
-    # the new token, from registers (-inf for heads past the group and for other splits)
-    qk_new = tl.sum(q1.to(tl.float32) * k1.to(tl.float32), 1)
-    qk_new += tl.sum(q2.to(tl.float32) * k2.to(tl.float32), 1)
-    qk_new = tl.where(hmask & owner, qk_new * sm_scale, float("-inf"))
-    n_max = tl.maximum(qk_new, e_max)
-    rescale = tl.exp(e_max - n_max)
-    p_new = tl.exp(qk_new - n_max)
-    acc = acc * rescale[:, None] + p_new[:, None] * vn.to(tl.float32)
-    e_sum = e_sum * rescale + p_new
-    e_max = n_max
 
     mo = mid_o + b * s_mb + qh[:, None] * s_mh + d[None, :]
     ml = mid_lse + b * s_lb + qh * s_lh
