@@ -65,9 +65,9 @@ def resources(kernel, block_n: int, num_warps: int, num_stages: int) -> dict:
         usage = subprocess.run([str(cuobjdump), "-res-usage", f.name], capture_output=True,
                                text=True, check=True, timeout=60).stdout  # fmt: skip
     regs, stack = map(int, re.search(r"REG:(\d+) STACK:(\d+)", usage).groups())
-    threads = 32 * num_warps
+    allocated = -(-regs // 8) * 8  # an SM hands out registers per thread in eights
     return {"regs": regs, "stack": stack, "smem": ck.metadata.shared,
-            "programs_per_sm_by_regs": 65536 // (regs * threads)}  # fmt: skip
+            "programs_per_sm_by_regs": 65536 // (allocated * 32 * num_warps)}  # fmt: skip
 
 
 def main() -> None:

@@ -10,8 +10,9 @@ In one rank it loads the 30B preset as ``decode_budget`` does, with every CUDA g
 ``replay()`` after a synchronize (and after 2 ms idle), ten back-to-back replays, and the
 graph's node and edge kinds from ``cudaGraphDebugDotPrint`` (``$OUT/graph_b{1,8,32}.dot``).
 Before that, the host cost of one launch of the graph-input copy (FastLaunch, Triton's
-dispatch, sglang's five copies) and of replaying small graphs of cuBLAS matmuls, Triton rmsnorms and
-both interleaved, at M = 1 / 8 / 32.  Prints JSON; writes ``$OUT/graph_replay_host.json``.
+dispatch, sglang's five copies) and of replaying small graphs of cuBLAS matmuls, Triton
+rmsnorms and both interleaved, at M = 1 / 8 / 32.  Prints JSON; writes
+``$OUT/graph_replay_host.json``.
 
     OUT=/tmp/out python bench/experiments/graph_replay_host.py
 """
@@ -193,16 +194,14 @@ def rank_main(rank: int, sglang_argv: list[str], out: str) -> None:
 
 def main() -> None:
     from sglang_ext import compat
-    from sglang_ext.patching import overlay
     from sglang_ext.perf.dist_env import run_spawned
+    from sglang_ext.perf.kernel_bench.sglang_baseline import activate_sglang
     from sglang_ext.presets import materialize
     from sglang_ext.serving.args import plan_launch
 
     OUT.mkdir(parents=True, exist_ok=True)
     standin = compat.need_standin()
-    overlay.activate(overlay.ensure_patched_sglang())
-    if standin:
-        overlay.activate(Path(compat.standin_path()))
+    activate_sglang()
     with tempfile.TemporaryDirectory() as tmp:
         model = materialize("qwen3-30b-a3b-1e", Path(tmp) / "m")
         flags = ["--model-path", str(model), "--load-format", "dummy", "--dtype", "bfloat16",
