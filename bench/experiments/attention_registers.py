@@ -1,5 +1,5 @@
-"""(bench/experiments: a one-off measurement kept with its record,
-bench/results/attention_registers_sm90.log.)
+"""(bench/experiments: a one-off measurement kept with its records,
+bench/results/attention_registers_sm90.jsonl.)
 
 Registers per thread of the one-launch decode attention (``kernels.decode_attention``) at
 the 30B heads (8 query heads per KV head, head_dim 128, bf16 cache, 8 workspace splits),
@@ -9,17 +9,18 @@ specializes them (with that, the batch-32 launch gives ncu's 106 registers on th
 Needs the Triton of the GPU's stack (3.6) on the path, e.g.
 ``pip install --no-deps --target /tmp/t36 triton==3.6.0``::
 
-    PYTHONPATH=/tmp/t36 python bench/experiments/attention_registers.py [module]
+    PYTHONPATH=/tmp/t36 python bench/experiments/attention_registers.py [--module M]
 
-``module`` (default ``sglang_ext.kernels.decode_attention``) names the kernel's module, so a
-copy of an older version can be compared.
+``--module`` (default ``sglang_ext.kernels.decode_attention``) names the kernel's module, so
+a copy of an older version can be compared; one record per launch is appended to
+``--output-file``.
 """
 
+import argparse
 import importlib
 import inspect
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -71,11 +72,19 @@ def resources(kernel, block_n: int, num_warps: int, num_stages: int) -> dict:
 
 
 def main() -> None:
-    module = sys.argv[1] if len(sys.argv) > 1 else "sglang_ext.kernels.decode_attention"
-    kernel = importlib.import_module(module)._decode_attention_kernel
-    print(f"# {module}, Triton {triton.__version__}, sm_90")
+    from sglang_ext.perf.records import append_jsonl, make_record
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
+    p.add_argument("--module", default="sglang_ext.kernels.decode_attention")
+    p.add_argument("--output-file", default="bench/results/attention_registers_sm90.jsonl")
+    args = p.parse_args()
+    kernel = importlib.import_module(args.module)._decode_attention_kernel
     for bn, w, s in LAUNCHES:
-        print(f"n{bn}w{w}s{s}", resources(kernel, bn, w, s), flush=True)
+        config = {"module": args.module, "target": "cuda sm_90", "launch": f"n{bn}w{w}s{s}",
+                  **{k: v for k, v in CONSTS.items() if k != "PDL"}}  # fmt: skip
+        metrics = resources(kernel, bn, w, s)
+        append_jsonl(args.output_file, make_record("attention_registers", config, metrics))
+        print(config["launch"], metrics, flush=True)
 
 
 if __name__ == "__main__":

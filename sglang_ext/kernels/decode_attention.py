@@ -28,7 +28,7 @@ On the H200 it takes 8.4 us where the three kernels took 10.9 (30B heads, batch 
 loop.  Added before it, the H200 table's batch-32 launch (n32w4s3) compiles to 80 registers
 per thread instead of 106, so 6 programs fit an SM instead of 4 (batch 64-128, n64w4s3: 115
 instead of 137; batch 1-8, n128w8s2: 98 instead of 107; Triton 3.6 for sm_90, offline,
-``bench/experiments/attention_registers.py``, ``bench/results/attention_registers_sm90.log``);
+``bench/experiments/attention_registers.py``, ``bench/results/attention_registers_sm90.jsonl``);
 not yet timed on the GPU.  The plain-torch reference is
 ``decode_attention_ref``.
 """
@@ -136,7 +136,7 @@ def _decode_attention_kernel(
 
     # the new token first, from registers (-inf for heads past the group and for other
     # splits): its key and value are dead before the loop, which so holds 9-26 fewer
-    # registers per thread than with the token added after it (attention_registers_sm90.log)
+    # registers per thread than with the token added after it (attention_registers_sm90.jsonl)
     qk_new = tl.sum(q1.to(tl.float32) * k1.to(tl.float32), 1)
     qk_new += tl.sum(q2.to(tl.float32) * k2.to(tl.float32), 1)
     mine = hmask & owner
